@@ -1,0 +1,97 @@
+"""`dag-factory` command line: validate specs for CI, list DAGs, run the reference backend."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 on usage errors; keep it explicit
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dag-factory", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    validate = sub.add_parser("validate", help="validate spec files (exit 0 valid, 1 invalid, 2 usage)")
+    validate.add_argument("paths", nargs="*", default=["specs"], help="spec files or folders (default: specs/)")
+    validate.add_argument("--format", choices=("text", "json", "github"), default="text")
+    validate.add_argument("--defaults", help="defaults file (default: _defaults.yaml beside each spec)")
+    validate.add_argument("--no-imports", action="store_true", help="skip importing custom steps' code")
+
+    dags = sub.add_parser("dags", help="list the DAG ids the specs produce")
+    dags.add_argument("paths", nargs="*", default=["specs"])
+    dags.add_argument("--format", choices=("text", "json"), default="text")
+
+    backend = sub.add_parser("backend", help="run the reference model backend (for development and tests)")
+    backend.add_argument("--host", default="127.0.0.1")
+    backend.add_argument("--port", type=int, default=8800)
+    backend.add_argument("--db", default=".dag_factory_backend.sqlite3", help="SQLite file for the backend's state")
+    backend.add_argument("--token", default="dev-token")
+    backend.add_argument("--job-delay", type=float, default=2.0, help="seconds a training run or deployment takes")
+    backend.add_argument("--specs", default="specs", help="seed one live model per spec in this folder")
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from dag_factory.specs import format_errors, load_specs
+
+    missing = [p for p in args.paths if not __import__("os").path.exists(p)]
+    if missing:
+        print(f"dag-factory validate: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    result = load_specs(args.paths, check_imports=not args.no_imports, defaults_path=args.defaults)
+    if args.format == "json":
+        print(format_errors(result.errors, "json"))
+    elif result.errors:
+        print(format_errors(result.errors, args.format))
+    if args.format == "text":
+        status = "ok" if result.ok else f"{len(result.errors)} error(s) in {len(result.invalid_files)} file(s)"
+        print(f"{len(result.files)} spec file(s), {len(result.specs)} valid: {status}", file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def _dags(args: argparse.Namespace) -> int:
+    from dag_factory.specs import format_errors, load_specs
+
+    result = load_specs(args.paths, check_imports=False)
+    rows = [
+        {"model": s.name, "dag_id": s.dag_id(kind), "kind": kind, "source": s.source}
+        for s in result.specs if not s.template for kind in s.kinds
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['dag_id']:<48} {row['kind']:<11} {row['source']}")
+    if result.errors:
+        print(format_errors(result.errors), file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def _backend(args: argparse.Namespace) -> int:
+    from dag_factory.backend import server
+    from dag_factory.specs import load_specs
+
+    result = load_specs([args.specs], check_imports=False) if args.specs else None
+    pairs = [(s.name, s.name) for s in result.specs] if result else []
+    server.serve(host=args.host, port=args.port, db_path=args.db, token=args.token,
+                 job_delay=args.job_delay, seed=server.seed_records(pairs))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"validate": _validate, "dags": _dags, "backend": _backend}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

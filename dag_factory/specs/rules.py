@@ -1,0 +1,177 @@
+"""Checks a JSON Schema cannot express: schedules, step references and cycles,
+importable callables, and names that must be unique across files."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from datetime import date
+from typing import Any, Iterable, Iterator, Mapping
+
+from dag_factory.specs.model import DEPLOYMENT_STEPS, STREAMING_STEPS, TRAINING_STEPS
+from dag_factory.specs.schema import Problem
+from dag_factory.specs.timing import schedule_problem
+
+
+def check_values(doc: Mapping[str, Any]) -> Iterator[Problem]:
+    """Value checks that hold for a spec and for the defaults file alike."""
+    training = doc.get("training") or {}
+    if isinstance(training.get("schedule"), str) and (why := schedule_problem(training["schedule"])):
+        yield Problem(("training", "schedule"), why, "use cron ('0 3 * * *'), a preset ('@daily') or a duration ('6h')")
+    if "start_date" in doc:
+        try:
+            date.fromisoformat(doc["start_date"])
+        except ValueError:
+            yield Problem(("start_date",), f"'{doc['start_date']}' is not a calendar date", "write YYYY-MM-DD")
+    deployment = doc.get("deployment") or {}
+    names = [t if isinstance(t, str) else t.get("name") for t in deployment.get("targets") or ()]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            yield Problem(("deployment", "targets", index), f"target '{name}' is listed twice", "each target is deployed once")
+
+
+def builtin_steps(section: str, doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """The built-in step ids of one DAG, in order; custom steps may refer to these."""
+    if section == "training":
+        return TRAINING_STEPS
+    if section == "streaming":
+        return STREAMING_STEPS
+    targets = (doc.get("deployment") or {}).get("targets") or ()
+    return DEPLOYMENT_STEPS + tuple(f"deploy_{t if isinstance(t, str) else t['name']}" for t in targets)
+
+
+def check_steps(doc: Mapping[str, Any], *, check_imports: bool) -> Iterator[Problem]:
+    """Custom steps: unique ids, existing references, no cycles, importable code."""
+    for section in ("training", "deployment", "streaming"):
+        steps = (doc.get(section) or {}).get("steps") or []
+        if not steps:
+            continue
+        builtins = builtin_steps(section, doc)
+        yield from _check_section_steps(section, steps, builtins)
+        if check_imports:
+            for index, step in enumerate(steps):
+                kind = "python" if "python" in step else "operator"
+                if why := import_problem(kind, step[kind]):
+                    yield Problem((section, "steps", index, kind), why, "is the package installed where Airflow runs?")
+
+
+def _ids(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def _check_section_steps(section: str, steps: list[dict], builtins: tuple[str, ...]) -> Iterator[Problem]:
+    problems = list(_check_step_ids(section, steps, builtins))
+    yield from problems
+    if problems:
+        return  # a cycle check over broken references would only add noise
+    if cycle := find_cycle(step_edges(steps, builtins)):
+        first = next(i for i, s in enumerate(steps) if (s.get("id") or s.get("replace")) in cycle)
+        yield Problem((section, "steps", first), "steps form a cycle: " + " -> ".join(cycle + [cycle[0]]),
+                      "a step cannot run both before and after another")
+
+
+def _check_step_ids(section: str, steps: list[dict], builtins: tuple[str, ...]) -> Iterator[Problem]:
+    ids: dict[str, int] = {}
+    replaced: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        path = (section, "steps", index)
+        step_id = step.get("id") or step.get("replace")
+        if not step_id:
+            yield Problem(path, "a step needs an 'id' (or 'replace' to take a built-in step's id)")
+            continue
+        if replace := step.get("replace"):
+            if replace not in builtins:
+                yield Problem(path + ("replace",), f"'{replace}' is not a built-in step of the {section} DAG",
+                              _suggest(replace, builtins))
+            if step.get("before") or step.get("after"):
+                yield Problem(path, "a step with 'replace' takes the replaced step's place; drop 'before'/'after'")
+            if replace in replaced:
+                yield Problem(path + ("replace",), f"'{replace}' is already replaced by step {replaced[replace]}")
+            replaced[replace] = index
+        elif step_id in builtins:
+            yield Problem(path + ("id",), f"'{step_id}' is a built-in step of the {section} DAG",
+                          f"choose another id, or write 'replace: {step_id}' to replace it")
+        if step_id in ids:
+            yield Problem(path + ("id",), f"step id '{step_id}' is used twice in the {section} DAG")
+        ids.setdefault(step_id, index)
+    known = set(builtins) | set(ids)
+    for index, step in enumerate(steps):
+        for key in ("before", "after"):
+            for ref in _ids(step.get(key)):
+                if ref not in known:
+                    at = (section, "steps", index, key)
+                    yield Problem(at, f"'{ref}' is not a step of the {section} DAG", _suggest(ref, sorted(known)))
+
+
+def step_edges(steps: list[dict], builtins: tuple[str, ...]) -> dict[str, list[str]]:
+    """Upstream -> downstream edges of one DAG with its custom steps placed.
+
+    The same placement rules are used by the DAG builder, so what validates is what runs.
+    """
+    edges: dict[str, list[str]] = {b: [] for b in builtins}
+    for up, down in zip(builtins, builtins[1:]):
+        edges[up].append(down)
+    for step in steps:
+        if step.get("replace"):
+            continue  # keeps the replaced step's edges
+        step_id = step["id"]
+        edges.setdefault(step_id, [])
+        before, after = _ids(step.get("before")), _ids(step.get("after"))
+        if not before and not after and builtins:
+            after = [builtins[-1]]
+        for ref in after:
+            edges.setdefault(ref, []).append(step_id)
+        for ref in before:
+            edges[step_id].append(ref)
+    return edges
+
+
+def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str]:
+    """One cycle in a directed graph as a list of nodes, or [] (iterative DFS)."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    for root in sorted(edges):
+        if root in state:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(edges.get(root, ())))]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[node] = 2
+                stack.pop()
+                path.pop()
+            elif state.get(child) == 1:
+                return path[path.index(child):]
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, iter(edges.get(child, ()))))
+                path.append(child)
+    return []
+
+
+def import_problem(kind: str, target: str) -> str | None:
+    """Why a step's callable or operator cannot be used, or None if it imports."""
+    module_name, _, attr = target.partition(":") if kind == "python" else target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to see
+        return f"cannot import module '{module_name}': {type(exc).__name__}: {exc}"
+    obj = getattr(module, attr, None)
+    if obj is None:
+        return f"module '{module_name}' has no attribute '{attr}'"
+    if kind == "python" and not callable(obj):
+        return f"'{target}' is not callable"
+    if kind == "operator":
+        from airflow.sdk import BaseOperator
+
+        if not (isinstance(obj, type) and issubclass(obj, BaseOperator)):
+            return f"'{target}' is not an Airflow operator class"
+    return None
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean '{close[0]}'?" if close else f"known steps: {', '.join(choices)}"
