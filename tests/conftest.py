@@ -1,15 +1,45 @@
-"""Shared fixtures: the repo's paths and a scratch copy of the example specs."""
+"""Shared fixtures: a private AIRFLOW_HOME (set before Airflow is imported), the repo's paths,
+a scratch copy of the example specs, and a reference backend process."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
+DAGS = ROOT / "dags"
 EXAMPLE_MODELS = ("churn_predictor", "demand_forecast", "fraud_scorer")
+
+# Airflow reads its configuration when first imported: point it at a throwaway home first.
+_HOME = Path(tempfile.mkdtemp(prefix="dag_factory_test_airflow_"))
+os.environ.update({
+    "AIRFLOW_HOME": str(_HOME),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+})
+os.environ.pop("DAG_FACTORY_SPECS", None)
+os.environ.pop("AIRFLOW_CONN_MODEL_BACKEND", None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated metadata DB, for tests that run DAGs with dag.test()."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return _HOME
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def load_specs(
             continue
         problems = schema.check(doc.data, schema.SPEC_SCHEMA)
         if not problems:
-            problems = list(rules.check_values(doc.data))
+            problems = list(rules.check_values(doc.data)) + list(rules.check_file_name(doc.data, path.stem))
         if problems:
             for p in problems:
                 out.problem(file, doc, p, "schema")

@@ -15,7 +15,8 @@ _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt
 _GATE = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*(>=|<=|==|>|<)\s*(\S+)\s*$")
 
 TRAINING_STEPS = ("start_training", "wait_for_training", "check_gates", "publish")
-DEPLOYMENT_STEPS = ("resolve_version",)  # then one task group per target: deploy_<target>
+DEPLOYMENT_STEPS = ("resolve_version",)  # then one task group per target: deploy_<target>, then:
+DEPLOYMENT_FINAL = "deployed"  # the leaf that makes the run fail when any target failed
 STREAMING_STEPS = ("plan_partitions", "process_partition")
 
 DagKind = Literal["training", "deployment", "streaming"]

@@ -8,7 +8,7 @@ import importlib
 from datetime import date
 from typing import Any, Iterable, Iterator, Mapping
 
-from dag_factory.specs.model import DEPLOYMENT_STEPS, STREAMING_STEPS, TRAINING_STEPS
+from dag_factory.specs.model import DEPLOYMENT_FINAL, DEPLOYMENT_STEPS, STREAMING_STEPS, TRAINING_STEPS
 from dag_factory.specs.schema import Problem
 from dag_factory.specs.timing import schedule_problem
 
@@ -30,6 +30,13 @@ def check_values(doc: Mapping[str, Any]) -> Iterator[Problem]:
             yield Problem(("deployment", "targets", index), f"target '{name}' is listed twice", "each target is deployed once")
 
 
+def check_file_name(doc: Mapping[str, Any], stem: str) -> Iterator[Problem]:
+    """One model per file, named after it: a worker running one task then reads one spec."""
+    if doc.get("model") != stem:
+        yield Problem(("model",), f"model '{doc.get('model')}' must be in a file named {doc.get('model')}.yaml "
+                      f"(this file is '{stem}')", "rename the file or the model")
+
+
 def builtin_steps(section: str, doc: Mapping[str, Any]) -> tuple[str, ...]:
     """The built-in step ids of one DAG, in order; custom steps may refer to these."""
     if section == "training":
@@ -37,7 +44,12 @@ def builtin_steps(section: str, doc: Mapping[str, Any]) -> tuple[str, ...]:
     if section == "streaming":
         return STREAMING_STEPS
     targets = (doc.get("deployment") or {}).get("targets") or ()
-    return DEPLOYMENT_STEPS + tuple(f"deploy_{t if isinstance(t, str) else t['name']}" for t in targets)
+    names = tuple(t if isinstance(t, str) else t["name"] for t in targets)
+    return deployment_steps(names)
+
+
+def deployment_steps(targets: Iterable[str]) -> tuple[str, ...]:
+    return DEPLOYMENT_STEPS + tuple(f"deploy_{t}" for t in targets) + (DEPLOYMENT_FINAL,)
 
 
 def check_steps(doc: Mapping[str, Any], *, check_imports: bool) -> Iterator[Problem]:
@@ -80,7 +92,10 @@ def _check_step_ids(section: str, steps: list[dict], builtins: tuple[str, ...]) 
             yield Problem(path, "a step needs an 'id' (or 'replace' to take a built-in step's id)")
             continue
         if replace := step.get("replace"):
-            if replace not in builtins:
+            if replace == "process_partition" or replace.startswith("deploy_"):
+                yield Problem(path + ("replace",), f"'{replace}' cannot be replaced",
+                              "it is a mapped task or a task group; add steps before or after it instead")
+            elif replace not in builtins:
                 yield Problem(path + ("replace",), f"'{replace}' is not a built-in step of the {section} DAG",
                               _suggest(replace, builtins))
             if step.get("before") or step.get("after"):
@@ -103,20 +118,22 @@ def _check_step_ids(section: str, steps: list[dict], builtins: tuple[str, ...]) 
                     yield Problem(at, f"'{ref}' is not a step of the {section} DAG", _suggest(ref, sorted(known)))
 
 
-def step_edges(steps: list[dict], builtins: tuple[str, ...]) -> dict[str, list[str]]:
-    """Upstream -> downstream edges of one DAG with its custom steps placed.
+def step_edges(steps: Iterable[Any], builtins: tuple[str, ...]) -> dict[str, list[str]]:
+    """Upstream -> downstream edges of one DAG, built-in chain plus custom steps.
 
-    The same placement rules are used by the DAG builder, so what validates is what runs.
+    `steps` are spec dicts or CustomStep objects. The DAG builder wires tasks with this same
+    function, so what validates is what runs.
     """
     edges: dict[str, list[str]] = {b: [] for b in builtins}
     for up, down in zip(builtins, builtins[1:]):
         edges[up].append(down)
     for step in steps:
-        if step.get("replace"):
+        get = step.get if isinstance(step, Mapping) else lambda k, s=step: getattr(s, k)
+        if get("replace"):
             continue  # keeps the replaced step's edges
-        step_id = step["id"]
+        step_id = get("id")
         edges.setdefault(step_id, [])
-        before, after = _ids(step.get("before")), _ids(step.get("after"))
+        before, after = _ids(get("before")), _ids(get("after"))
         if not before and not after and builtins:
             after = [builtins[-1]]
         for ref in after:

@@ -111,16 +111,26 @@ def test_other_bad_schedules(specs_dir, schedule, expected):
     assert expected in e.message
 
 
-def test_two_files_declaring_the_same_model(specs_dir):
-    (specs_dir / "a_copy.yaml").write_text("model: twin\ntraining: {}\n")
-    (specs_dir / "b_copy.yaml").write_text("# the same model again\nmodel: twin\n")
-    result = load_specs([specs_dir])
-    assert sorted(s.name for s in result.specs) == sorted(EXAMPLE_MODELS)
-    by_file = {Path(e.file).name: e for e in result.errors}
-    assert set(by_file) == {"a_copy.yaml", "b_copy.yaml"}
-    assert "model 'twin' is also defined in" in by_file["a_copy.yaml"].message
-    assert by_file["a_copy.yaml"].message.endswith("b_copy.yaml")
-    assert (by_file["b_copy.yaml"].line, by_file["b_copy.yaml"].column) == (2, 8)
+def test_two_files_declaring_the_same_model(specs_dir, tmp_path):
+    (specs_dir / "twin.yaml").write_text("model: twin\ntraining: {}\n")
+    (specs_dir / "twin.yml").write_text("# the same model again\nmodel: twin\n")
+    other = tmp_path / "team_b"
+    other.mkdir()
+    (other / "churn_predictor.yaml").write_text("model: churn_predictor\n")
+    result = load_specs([specs_dir, other])
+    assert sorted(s.name for s in result.specs) == ["demand_forecast", "fraud_scorer"]
+    by_file = {str(Path(e.file).relative_to(tmp_path)): e for e in result.errors}
+    assert set(by_file) == {"specs/twin.yaml", "specs/twin.yml", "specs/churn_predictor.yaml",
+                            "team_b/churn_predictor.yaml"}
+    assert by_file["specs/twin.yaml"].message == f"model 'twin' is also defined in {specs_dir}/twin.yml"
+    assert (by_file["specs/twin.yml"].line, by_file["specs/twin.yml"].column) == (2, 8)
+    assert "is also defined in" in by_file["team_b/churn_predictor.yaml"].message
+
+
+def test_file_must_be_named_after_its_model(specs_dir):
+    [e] = load_with(specs_dir, "churn_v2.yaml", "model: churn_two\n")
+    assert e.message == "model 'churn_two' must be in a file named churn_two.yaml (this file is 'churn_v2')"
+    assert (e.line, e.column) == (1, 8)
 
 
 def test_bad_name(specs_dir):

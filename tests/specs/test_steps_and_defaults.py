@@ -18,7 +18,7 @@ STEP = "model: steps\ntraining:\n  steps:\n"
 
 
 def test_step_referring_to_a_missing_step(specs_dir):
-    [e] = only_errors(specs_dir, "s.yaml", STEP + "    - {id: x, python: 'dag_factory.steps:require_dataset_uri', before: start_trainig}\n")
+    [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: x, python: 'dag_factory.steps:require_dataset_uri', before: start_trainig}\n")
     assert e.message == "'start_trainig' is not a step of the training DAG"
     assert e.hint == "did you mean 'start_training'?" and e.line == 4
 
@@ -28,33 +28,33 @@ def test_cycle_among_custom_steps(specs_dir):
         "    - {id: a, python: 'dag_factory.steps:require_dataset_uri', after: b}\n"
         "    - {id: b, python: 'dag_factory.steps:require_dataset_uri', after: a}\n"
     )
-    [e] = only_errors(specs_dir, "s.yaml", text)
+    [e] = only_errors(specs_dir, "steps.yaml", text)
     assert e.message == "steps form a cycle: a -> b -> a" and e.line == 4
 
 
 def test_cycle_through_built_in_steps(specs_dir):
     text = STEP + "    - {id: a, python: 'dag_factory.steps:require_dataset_uri', after: publish, before: start_training}\n"
-    [e] = only_errors(specs_dir, "s.yaml", text)
+    [e] = only_errors(specs_dir, "steps.yaml", text)
     assert "cycle" in e.message and "start_training" in e.message
 
 
 def test_callable_that_cannot_be_imported(specs_dir):
-    [e] = only_errors(specs_dir, "s.yaml", STEP + "    - {id: a, python: 'no_such_pkg.mod:fn'}\n")
+    [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, python: 'no_such_pkg.mod:fn'}\n")
     assert e.message.startswith("cannot import module 'no_such_pkg.mod'")
     assert e.dotted_path == "training.steps[0].python"
-    assert not only_errors(specs_dir, "s.yaml", STEP + "    - {id: a, python: 'no_such_pkg.mod:fn'}\n",
+    assert not only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, python: 'no_such_pkg.mod:fn'}\n",
                            check_imports=False)
 
 
 def test_operator_that_is_not_an_operator(specs_dir):
-    [e] = only_errors(specs_dir, "s.yaml", STEP + "    - {id: a, operator: 'json.JSONDecoder'}\n")
+    [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, operator: 'json.JSONDecoder'}\n")
     assert e.message == "'json.JSONDecoder' is not an Airflow operator class"
-    [e] = only_errors(specs_dir, "s.yaml", STEP + "    - {id: a, operator: 'json.NoSuch'}\n")
+    [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, operator: 'json.NoSuch'}\n")
     assert e.message == "module 'json' has no attribute 'NoSuch'"
 
 
 def test_step_needs_python_or_operator(specs_dir):
-    [e] = only_errors(specs_dir, "s.yaml", STEP + "    - {id: a, python: 'm:f', operator: 'a.B'}\n")
+    [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, python: 'm:f', operator: 'a.B'}\n")
     assert e.message == "needs exactly one of 'python' or 'operator'"
 
 
@@ -64,7 +64,7 @@ def test_replace_rules(specs_dir):
         "    - {replace: nope, python: 'dag_factory.steps:require_dataset_uri'}\n"
         "    - {id: publish, python: 'dag_factory.steps:require_dataset_uri'}\n"
     )
-    errors = only_errors(specs_dir, "s.yaml", text)
+    errors = only_errors(specs_dir, "steps.yaml", text)
     assert [e.message for e in errors] == [
         "'nope' is not a built-in step of the training DAG",
         "'publish' is a built-in step of the training DAG",
@@ -75,7 +75,7 @@ def test_replace_rules(specs_dir):
 def test_deployment_steps_can_refer_to_target_groups(specs_dir):
     text = ("model: dep\ndeployment:\n  targets: [staging, prod]\n  steps:\n"
             "    - {id: approve, python: 'dag_factory.steps:require_dataset_uri', before: deploy_prod}\n")
-    assert not only_errors(specs_dir, "s.yaml", text)
+    assert not only_errors(specs_dir, "dep.yaml", text)
 
 
 def test_defaults_are_inherited_and_overridden():
@@ -112,5 +112,5 @@ def test_spec_objects_are_immutable():
 
 
 def test_dates_stay_text_and_are_checked(specs_dir):
-    [e] = only_errors(specs_dir, "s.yaml", "model: d\nstart_date: 2024-02-30\n")
+    [e] = only_errors(specs_dir, "d.yaml", "model: d\nstart_date: 2024-02-30\n")
     assert e.message == "'2024-02-30' is not a calendar date" and e.line == 2

@@ -1,0 +1,58 @@
+"""<model>__deploy: for each target in order deploy, wait, smoke-test; on failure roll back and stop."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
+
+from dag_factory.build.common import Span, builtin_or_replacement, dag_kwargs, python_task, wire
+from dag_factory.runtime import BACKEND_CONN_ID, deployment
+from dag_factory.runtime.jobs import WaitForJobOperator
+from dag_factory.runtime.training import model_asset
+from dag_factory.specs.model import DEPLOYMENT_FINAL, DeploymentSpec, ModelSpec
+from dag_factory.specs.rules import deployment_steps
+
+
+def build_deployment_dag(spec: ModelSpec, model: str | None = None) -> DAG:
+    d = spec.deployment
+    assert d is not None
+    name = model or spec.name
+    params = {"version": Param(None, type=["null", "string"],
+                               description="version to deploy; empty: the version training just published")}
+    builtins = deployment_steps(t.name for t in d.targets)
+    with DAG(schedule=[model_asset(name)], max_active_runs=1, params=params,
+             **dag_kwargs(spec, "deployment", d.tasks, model)) as dag:
+        spans: dict[str, Span] = {}
+        node = builtin_or_replacement(d.steps, "resolve_version",
+                                      lambda: python_task("resolve_version", deployment.resolve_version))
+        spans["resolve_version"] = (node, node)
+        for target in d.targets:
+            gates = [str(g) for g in (target.gates if target.gates is not None else d.smoke_gates)]
+            spans[f"deploy_{target.name}"] = _target_group(name, target.name, gates, d)
+        node = builtin_or_replacement(d.steps, DEPLOYMENT_FINAL, lambda: python_task(
+            DEPLOYMENT_FINAL, deployment.deployed, targets=[t.name for t in d.targets]))
+        spans[DEPLOYMENT_FINAL] = (node, node)
+        wire(spans, d.steps, builtins)
+    return dag
+
+
+def _target_group(model: str, target: str, gates: list[str], d: DeploymentSpec) -> Span:
+    """deploy -> wait -> smoke_test, and rollback when any of them failed.
+
+    The span's exit is smoke_test, not the group: the next target must follow a passed smoke
+    test, never a (skipped) rollback.
+    """
+    group_id = f"deploy_{target}"
+    with TaskGroup(group_id, tooltip=f"deploy to {target}"):
+        deploy = python_task("deploy", deployment.deploy, model=model, target=target, conn_id=BACKEND_CONN_ID)
+        wait = WaitForJobOperator(task_id="wait", kind="deployment", job_task_id=f"{group_id}.deploy",
+                                  conn_id=BACKEND_CONN_ID, poll_interval=d.poll_interval, timeout=d.smoke_timeout)
+        smoke = python_task("smoke_test", deployment.smoke_test, target=target, gates=gates,
+                            wait_task_id=f"{group_id}.wait")
+        deploy >> wait >> smoke
+        if d.rollback_on_failure:
+            rollback = python_task("rollback", deployment.rollback, target=target, conn_id=BACKEND_CONN_ID,
+                                   deploy_task_id=f"{group_id}.deploy")
+            rollback.trigger_rule = TriggerRule.ONE_FAILED
+            rollback.retries = max(rollback.retries or 0, 3)
+            [deploy, wait, smoke] >> rollback
+    return deploy, smoke

@@ -1,0 +1,121 @@
+"""The entry file's one call: specs -> DAG objects in the module's globals.
+
+Never raises for one bad spec: good specs become DAGs, bad ones become invalid-spec DAGs.
+A worker that parses the file to run one task builds only that task's DAG.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, MutableMapping
+
+from dag_factory.specs.errors import SpecError
+from dag_factory.specs.loader import LoadResult, load_specs
+from dag_factory.specs.model import DAG_SUFFIX, DagKind, ModelSpec
+
+log = logging.getLogger(__name__)
+SPECS_ENV = "DAG_FACTORY_SPECS"
+_KIND_BY_SUFFIX = {suffix: kind for kind, suffix in DAG_SUFFIX.items()}
+
+
+def specs_dir_for(entry_file: str | None) -> Path:
+    """$DAG_FACTORY_SPECS, else specs/ beside the dags/ folder that holds the entry file."""
+    if os.environ.get(SPECS_ENV):
+        return Path(os.environ[SPECS_ENV])
+    base = Path(entry_file).resolve().parent if entry_file else Path.cwd()
+    return base.parent / "specs"
+
+
+def _builder(kind: DagKind) -> Callable[[ModelSpec, str | None], Any]:
+    if kind == "training":
+        from dag_factory.build.training import build_training_dag as build
+    elif kind == "deployment":
+        from dag_factory.build.deployment import build_deployment_dag as build
+    else:
+        from dag_factory.build.streaming import build_streaming_dag as build
+    return build
+
+
+def build_dags(result: LoadResult, only: str | None = None) -> dict[str, Any]:
+    """DAG id -> DAG for every valid spec and every invalid file (or just the DAG `only`)."""
+    from dag_factory.build.invalid import build_invalid_dag, invalid_dag_id
+
+    dags: dict[str, Any] = {}
+    by_file: dict[str, list[SpecError]] = {}
+    for error in result.errors:
+        by_file.setdefault(error.file, []).append(error)
+    for spec in result.specs:
+        if spec.template:
+            continue
+        built = {}
+        for kind in spec.kinds:
+            dag_id = spec.dag_id(kind)
+            if only is not None and only != dag_id:
+                continue
+            try:
+                built[dag_id] = _builder(kind)(spec, None)
+            except Exception as exc:  # noqa: BLE001 - e.g. a custom operator refusing its kwargs
+                log.exception("building %s from %s failed", dag_id, spec.source)
+                by_file.setdefault(spec.source, []).append(SpecError(
+                    spec.source, f"building {dag_id} failed: {type(exc).__name__}: {exc}", code="build",
+                    hint="check the custom steps' operator arguments"))
+                built = {}
+                break
+        dags.update(built)
+    for file, errors in sorted(by_file.items()):
+        dag_id = invalid_dag_id(file)
+        if only is None or only == dag_id:
+            dags[dag_id] = build_invalid_dag(file, errors)
+    return dags
+
+
+def _files_for(dag_id: str, specs_dir: Path) -> list[Path] | None:
+    """The one spec file a DAG id needs, or None when the whole folder must be read."""
+    from dag_factory.build.invalid import PREFIX
+
+    stem = dag_id[len(PREFIX):] if dag_id.startswith(PREFIX) else None
+    if stem is None:
+        model, sep, suffix = dag_id.rpartition("__")
+        if not sep or suffix not in _KIND_BY_SUFFIX:
+            return None
+        stem = model
+    found = [p for p in (specs_dir / f"{stem}.yaml", specs_dir / f"{stem}.yml") if p.is_file()]
+    return found or None
+
+
+def relative_to(result: LoadResult, base: Path) -> LoadResult:
+    """Errors name files as `specs/x.yaml`, the same on every machine that parses them."""
+    if not result.errors:
+        return result
+
+    def rel(file: str) -> str:
+        try:
+            return str(Path(file).resolve().relative_to(base.resolve()))
+        except ValueError:
+            return file
+
+    errors = tuple(replace(e, file=rel(e.file)) for e in result.errors)
+    specs = tuple(replace(s, source=rel(s.source)) for s in result.specs)
+    return replace(result, specs=specs, errors=errors, invalid_files=tuple(sorted({e.file for e in errors})))
+
+
+def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Build the DAGs and put them into `namespace` (the entry file's globals())."""
+    from airflow.sdk import get_parsing_context
+
+    folder = Path(specs_dir) if specs_dir else specs_dir_for(namespace.get("__file__"))
+    wanted = get_parsing_context().dag_id
+    paths = (_files_for(wanted, folder) if wanted else None) or [folder]
+    result = relative_to(load_specs(paths, check_imports=False), folder.parent)
+    if result.errors:
+        log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
+                    ", ".join(result.invalid_files))
+    dags = build_dags(result, only=wanted)
+    if entry_file := namespace.get("__file__"):
+        for dag in dags.values():
+            dag.fileloc = str(entry_file)  # what DagBag would set; right for dag.test() users too
+    namespace.update(dags)
+    return dags

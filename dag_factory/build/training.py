@@ -1,0 +1,47 @@
+"""<model>__train: start a training run, wait for it in the triggerer, gate, publish the Asset."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Asset, Param
+
+from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, wire
+from dag_factory.runtime import BACKEND_CONN_ID, training
+from dag_factory.runtime.training import model_asset
+from dag_factory.runtime.jobs import WaitForJobOperator
+from dag_factory.specs.model import TRAINING_STEPS, ModelSpec, thaw
+from dag_factory.specs.timing import airflow_schedule
+
+
+def build_training_dag(spec: ModelSpec, model: str | None = None) -> DAG:
+    t = spec.training
+    assert t is not None
+    name = model or spec.name
+    asset = model_asset(name)
+    params = {
+        "dataset_uri": Param(t.dataset_uri, type=["null", "string"], description="dataset to train on"),
+        "hyperparameters": Param(thaw(t.hyperparameters), type="object", description="hyperparameters"),
+        "gates": Param([str(g) for g in t.gates], type="array", description="metric gates, e.g. 'auc >= 0.78'"),
+    }
+    with DAG(schedule=airflow_schedule(t.schedule), max_active_runs=1, params=params,
+             **dag_kwargs(spec, "training", t.tasks, model)) as dag:
+        spans = {}
+        for step_id, make in (
+            ("start_training", lambda: python_task("start_training", training.start_training,
+                                                   model=name, conn_id=BACKEND_CONN_ID)),
+            ("wait_for_training", lambda: WaitForJobOperator(
+                task_id="wait_for_training", kind="training", job_task_id="start_training",
+                conn_id=BACKEND_CONN_ID, poll_interval=t.poll_interval, timeout=t.timeout,
+                deferrable=t.deferrable)),
+            ("check_gates", lambda: python_task("check_gates", training.check_gates)),
+            ("publish", lambda: _publish(name, asset)),
+        ):
+            node = builtin_or_replacement(t.steps, step_id, make)
+            spans[step_id] = (node, node)
+        wire(spans, t.steps, TRAINING_STEPS)
+    return dag
+
+
+def _publish(model: str, asset: Asset):
+    task = python_task("publish", training.publish, model=model)
+    task.outlets = [asset]
+    return task

@@ -1,0 +1,38 @@
+"""Streaming tasks: plan one mapped task per partition, process each partition's next batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Mapping
+
+from dag_factory.backend.client import BackendClient
+from dag_factory.runtime import offsets
+
+log = logging.getLogger(__name__)
+
+
+def plan_partitions(model: str, conn_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One op_kwargs dict per partition: the mapped task's inputs, decided at run time."""
+    batch_size = int(params["batch_size"])
+    partitions = sorted({int(p) for p in params["partitions"]})
+    return [{"model": model, "conn_id": conn_id, "partition": p, "max_records": batch_size} for p in partitions]
+
+
+def process_partition(model: str, conn_id: str, partition: int, max_records: int) -> dict[str, Any]:
+    """Process the batch after the committed offset, then commit. The key comes from the
+    committed state, so a retry after a crash gets the backend's first answer back."""
+    from airflow.sdk import Variable
+
+    key = offsets.variable_key(model, partition)
+    state = offsets.parse_state(Variable.get(key, default=None))
+    idempotency_key = offsets.batch_key(model, partition, state)
+    with BackendClient.from_connection(conn_id) as client:
+        result = client.process_stream_batch(model, partition=partition, after_offset=state["offset"],
+                                             max_records=max_records, idempotency_key=idempotency_key)
+    new_state = offsets.advance(state, result)
+    Variable.set(key, json.dumps(new_state, sort_keys=True))
+    log.info("partition %s: %s record(s) after offset %s, committed offset %s",
+             partition, result["records"], state["offset"], new_state["offset"])
+    return {"partition": partition, "records": int(result["records"]),
+            "after_offset": state["offset"], "next_offset": new_state["offset"]}
