@@ -1,4 +1,4 @@
-"""`dag-factory` command line: validate specs for CI, list DAGs, run the reference backend."""
+"""`dag-factory` command line: validate specs for CI, list DAGs, run the reference backend, demo."""
 
 from __future__ import annotations
 
@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     dags.add_argument("paths", nargs="*", default=["specs"])
     dags.add_argument("--format", choices=("text", "json"), default="text")
 
+    sync = sub.add_parser("sync", help="run one backend sync now (same code as the sync DAG) and print what changed")
+    sync.add_argument("--conn-id", default="model_backend", help="Airflow connection of the backend")
+
+    status = sub.add_parser("status", help="each model: spec, live status, version, data age, DAG ids, problems")
+    status.add_argument("--specs", default=None, help="specs folder (default: $DAG_FACTORY_SPECS or specs/)")
+    status.add_argument("--format", choices=("text", "json"), default="text")
+
     backend = sub.add_parser("backend", help="run the reference model backend (for development and tests)")
     backend.add_argument("--host", default="127.0.0.1")
     backend.add_argument("--port", type=int, default=8800)
@@ -37,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     backend.add_argument("--token", default="dev-token")
     backend.add_argument("--job-delay", type=float, default=2.0, help="seconds a training run or deployment takes")
     backend.add_argument("--specs", default="specs", help="seed one live model per spec in this folder")
+
+    demo = sub.add_parser("demo", help="run one model's DAGs end to end against the reference backend "
+                                       "(exit 0 all runs succeeded, 1 not, 2 usage)")
+    demo.add_argument("--model", default="churn_predictor", help="model to run (default: churn_predictor)")
+    demo.add_argument("--home", help="Airflow home to use and keep (default: a temporary one, removed)")
+    demo.add_argument("--keep", action="store_true", help="keep the temporary Airflow home and its log")
     return parser
 
 
@@ -87,9 +100,41 @@ def _backend(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from dag_factory.demo import run_demo
+
+    return run_demo(model=args.model, home=args.home, keep=args.keep)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    """Talks to the metadata DB directly (like `airflow variables`), so run it where Airflow's
+    configuration points at the real database."""
+    from dag_factory.backend.client import BackendClient, BackendError
+    from dag_factory.live.store import db_read, db_write
+    from dag_factory.live.sync import StaleLiveData, sync_once
+
+    try:
+        with BackendClient.from_connection(args.conn_id) as client:
+            report = sync_once(client, db_read, db_write)
+    except (BackendError, StaleLiveData, ValueError) as exc:
+        print(f"dag-factory sync: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print("\n".join(report.lines()))
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dag_factory.live.status import model_status, render_status
+    from dag_factory.live.store import db_read
+
+    rows = model_status(args.specs, db_read())
+    print(json.dumps(rows, indent=2) if args.format == "json" else render_status(rows))
+    return EXIT_OK if all(not r["problems"] for r in rows) else EXIT_INVALID
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"validate": _validate, "dags": _dags, "backend": _backend}
+    handlers = {"validate": _validate, "dags": _dags, "backend": _backend, "sync": _sync, "status": _status, "demo": _demo}
     return handlers[args.command](args)
 
 

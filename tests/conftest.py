@@ -11,20 +11,22 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
-ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
-DAGS = ROOT / "dags"
-EXAMPLE_MODELS = ("churn_predictor", "demand_forecast", "fraud_scorer")
+from tests.support import DAGS, SPECS
 
 # Airflow reads its configuration when first imported: point it at a throwaway home first.
-_HOME = Path(tempfile.mkdtemp(prefix="dag_factory_test_airflow_"))
+# (Once per session: a second import of this module must not move Airflow to another home.)
+_HOME = Path(os.environ.get("DAG_FACTORY_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="dag_factory_test_airflow_"))
 os.environ.update({
+    "DAG_FACTORY_TEST_AIRFLOW_HOME": str(_HOME),
     "AIRFLOW_HOME": str(_HOME),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    # One key for every process of the session (test, runner, migrate): Variables are encrypted.
+    "AIRFLOW__CORE__FERNET_KEY": os.environ.get("AIRFLOW__CORE__FERNET_KEY") or Fernet.generate_key().decode(),
 })
 os.environ.pop("DAG_FACTORY_SPECS", None)
 os.environ.pop("AIRFLOW_CONN_MODEL_BACKEND", None)

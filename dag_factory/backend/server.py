@@ -100,7 +100,8 @@ GET         /_admin/streams/{model}?raw=true      -> ``{"0": {"processed": disti
                                                   "counts": {"offset": n} (only with raw)}}``
 GET         /_admin/jobs?model=&kind=             -> ``{"jobs": [{id, kind, model, status,
                                                   idempotency_key, model_version, target,
-                                                  created_at}]}`` (kind: training|deployment)
+                                                  created_at, request}]}`` (kind: training|deployment;
+                                                  request: the training POST body as received)
 GET         /_admin/requests?path=&method=        -> ``{"counts": {"GET /api/v1/models": n},
                                                   "total": n, "requests": [last 200]}``
                                                   (``/api/`` requests only, exact path match)
@@ -176,7 +177,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     target TEXT,
     fail_error TEXT,
     metrics TEXT,
-    rolled_back_at REAL
+    rolled_back_at REAL,
+    request TEXT
 );
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
@@ -723,7 +725,8 @@ class Backend:
         stored = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
         return render_job(stored, now)
 
-    def start_training(self, db: sqlite3.Connection, name: str, key: str) -> tuple[int, dict[str, Any]]:
+    def start_training(self, db: sqlite3.Connection, name: str, key: str,
+                       body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         record = self._live_model(db, name)
         counter_key = f"version_counter:{name}"
         number = max(self._setting(db, counter_key, 0), version_number(record.get("version"))) + 1
@@ -732,7 +735,7 @@ class Backend:
         job = self._insert_job(
             db, id="tr-" + uuid.uuid4().hex[:16], kind="training", model=name, idempotency_key=key,
             model_version=f"v{number}", fail_error=self._take_failure(db, "training", name, None),
-            metrics=json.dumps(metrics),
+            metrics=json.dumps(metrics), request=json.dumps(body or {}),
         )
         return 201, job
 
@@ -775,7 +778,7 @@ class Backend:
         return [
             {
                 **render_job(row, now), "kind": row["kind"], "idempotency_key": row["idempotency_key"],
-                "created_at": row["created_at"],
+                "created_at": row["created_at"], "request": json.loads(row["request"] or "{}"),
             }
             for row in rows
         ]
@@ -1082,7 +1085,7 @@ def create_app(
     async def start_training(name: str, request: Request) -> Response:
         key = idempotency_key(request)
         body = validate_training_body(parse_json_body(await request.body()))
-        return post_job(request, key, body, lambda db: backend.start_training(db, name, key))
+        return post_job(request, key, body, lambda db: backend.start_training(db, name, key, body))
 
     @app.get("/api/v1/training-runs/{job_id}")
     async def get_training_run(job_id: str) -> Response:

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
 
-from dag_factory.build.common import Span, builtin_or_replacement, dag_kwargs, python_task, wire
+from dag_factory.build.common import Span, builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
+from dag_factory.live.fleet import FleetModel
 from dag_factory.runtime import BACKEND_CONN_ID, deployment
 from dag_factory.runtime.jobs import WaitForJobOperator
 from dag_factory.runtime.training import model_asset
-from dag_factory.specs.model import DEPLOYMENT_FINAL, DeploymentSpec, ModelSpec
+from dag_factory.specs.model import DEPLOYMENT_FINAL, DeploymentSpec
 from dag_factory.specs.rules import deployment_steps
 
 
-def build_deployment_dag(spec: ModelSpec, model: str | None = None) -> DAG:
-    d = spec.deployment
+def build_deployment_dag(model: FleetModel) -> DAG:
+    d = model.spec.deployment
     assert d is not None
-    name = model or spec.name
+    name = model.name
     params = {"version": Param(None, type=["null", "string"],
-                               description="version to deploy; empty: the version training just published")}
+                               description="version to deploy; empty: the version training just published, "
+                                           "else the backend's current version")}
     builtins = deployment_steps(t.name for t in d.targets)
-    with DAG(schedule=[model_asset(name)], max_active_runs=1, params=params,
-             **dag_kwargs(spec, "deployment", d.tasks, model)) as dag:
+    with DAG(schedule=schedule_for(model, [model_asset(name)]), max_active_runs=1, params=params,
+             **dag_kwargs(model, "deployment", d.tasks)) as dag:
         spans: dict[str, Span] = {}
         node = builtin_or_replacement(d.steps, "resolve_version",
-                                      lambda: python_task("resolve_version", deployment.resolve_version))
+                                      lambda: python_task("resolve_version", deployment.resolve_version, model=name))
         spans["resolve_version"] = (node, node)
         for target in d.targets:
             gates = [str(g) for g in (target.gates if target.gates is not None else d.smoke_gates)]
@@ -46,7 +48,7 @@ def _target_group(model: str, target: str, gates: list[str], d: DeploymentSpec) 
         deploy = python_task("deploy", deployment.deploy, model=model, target=target, conn_id=BACKEND_CONN_ID)
         wait = WaitForJobOperator(task_id="wait", kind="deployment", job_task_id=f"{group_id}.deploy",
                                   conn_id=BACKEND_CONN_ID, poll_interval=d.poll_interval, timeout=d.smoke_timeout)
-        smoke = python_task("smoke_test", deployment.smoke_test, target=target, gates=gates,
+        smoke = python_task("smoke_test", deployment.smoke_test, model=model, target=target, gates=gates,
                             wait_task_id=f"{group_id}.wait")
         deploy >> wait >> smoke
         if d.rollback_on_failure:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, MutableMapping
+from typing import Any, Callable, Mapping, MutableMapping
 
+from dag_factory.live import snapshot
+from dag_factory.live.fleet import FleetModel, plan_fleet, spec_name_of
+from dag_factory.live.store import LIVE_VARIABLE, sdk_read
 from dag_factory.specs.errors import SpecError
 from dag_factory.specs.loader import LoadResult, load_specs
-from dag_factory.specs.model import DAG_SUFFIX, DagKind, ModelSpec
+from dag_factory.specs.model import DAG_SUFFIX, DagKind
 
 log = logging.getLogger(__name__)
 SPECS_ENV = "DAG_FACTORY_SPECS"
@@ -29,7 +33,7 @@ def specs_dir_for(entry_file: str | None) -> Path:
     return base.parent / "specs"
 
 
-def _builder(kind: DagKind) -> Callable[[ModelSpec, str | None], Any]:
+def _builder(kind: DagKind) -> Callable[[FleetModel], Any]:
     if kind == "training":
         from dag_factory.build.training import build_training_dag as build
     elif kind == "deployment":
@@ -39,29 +43,34 @@ def _builder(kind: DagKind) -> Callable[[ModelSpec, str | None], Any]:
     return build
 
 
-def build_dags(result: LoadResult, only: str | None = None) -> dict[str, Any]:
-    """DAG id -> DAG for every valid spec and every invalid file (or just the DAG `only`)."""
+def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: str | None = None) -> dict[str, Any]:
+    """DAG id -> DAG for every model of the fleet and every invalid file (or just `only`)."""
     from dag_factory.build.invalid import build_invalid_dag, invalid_dag_id
 
     dags: dict[str, Any] = {}
     by_file: dict[str, list[SpecError]] = {}
     for error in result.errors:
         by_file.setdefault(error.file, []).append(error)
-    for spec in result.specs:
-        if spec.template:
+    fleet, problems = plan_fleet(result.by_name(), snap)
+    for problem in problems:
+        log.warning("dag_factory: %s", problem)
+    failed: set[str] = set()
+    for model in fleet:
+        if model.spec.source in failed:
             continue
         built = {}
-        for kind in spec.kinds:
-            dag_id = spec.dag_id(kind)
+        for kind in model.spec.kinds:
+            dag_id = model.spec.dag_id(kind, model.name)
             if only is not None and only != dag_id:
                 continue
             try:
-                built[dag_id] = _builder(kind)(spec, None)
+                built[dag_id] = _builder(kind)(model)
             except Exception as exc:  # noqa: BLE001 - e.g. a custom operator refusing its kwargs
-                log.exception("building %s from %s failed", dag_id, spec.source)
-                by_file.setdefault(spec.source, []).append(SpecError(
-                    spec.source, f"building {dag_id} failed: {type(exc).__name__}: {exc}", code="build",
+                log.exception("building %s from %s failed", dag_id, model.spec.source)
+                by_file.setdefault(model.spec.source, []).append(SpecError(
+                    model.spec.source, f"building {dag_id} failed: {type(exc).__name__}: {exc}", code="build",
                     hint="check the custom steps' operator arguments"))
+                failed.add(model.spec.source)
                 built = {}
                 break
         dags.update(built)
@@ -72,7 +81,7 @@ def build_dags(result: LoadResult, only: str | None = None) -> dict[str, Any]:
     return dags
 
 
-def _files_for(dag_id: str, specs_dir: Path) -> list[Path] | None:
+def _files_for(dag_id: str, specs_dir: Path, snap: Mapping[str, Any] | None) -> list[Path] | None:
     """The one spec file a DAG id needs, or None when the whole folder must be read."""
     from dag_factory.build.invalid import PREFIX
 
@@ -81,7 +90,7 @@ def _files_for(dag_id: str, specs_dir: Path) -> list[Path] | None:
         model, sep, suffix = dag_id.rpartition("__")
         if not sep or suffix not in _KIND_BY_SUFFIX:
             return None
-        stem = model
+        stem = spec_name_of(model, snap)
     found = [p for p in (specs_dir / f"{stem}.yaml", specs_dir / f"{stem}.yml") if p.is_file()]
     return found or None
 
@@ -102,18 +111,36 @@ def relative_to(result: LoadResult, base: Path) -> LoadResult:
     return replace(result, specs=specs, errors=errors, invalid_files=tuple(sorted({e.file for e in errors})))
 
 
+def read_live_snapshot() -> dict[str, Any] | None:
+    """The one Variable read of a parse. No snapshot yet (first start) or an unreadable one:
+    DAGs come from the specs alone, and the log says so. Never raises."""
+    try:
+        raw = sdk_read()
+    except Exception:  # noqa: BLE001 - live data is optional at parse time; specs are not
+        log.exception("dag_factory: could not read Variable %s; building from the specs alone", LIVE_VARIABLE)
+        return None
+    snap = snapshot.parse(raw)
+    if snap is None:
+        log.info("dag_factory: %s Variable %s; building DAGs from the specs alone",
+                 "no" if raw is None else "unreadable", LIVE_VARIABLE)
+    elif snapshot.expired(snap, datetime.now(timezone.utc)):
+        log.warning("dag_factory: live data expired at %s; still using it (see the sync DAG)", snap.get("expires_at"))
+    return snap
+
+
 def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Build the DAGs and put them into `namespace` (the entry file's globals())."""
     from airflow.sdk import get_parsing_context
 
     folder = Path(specs_dir) if specs_dir else specs_dir_for(namespace.get("__file__"))
     wanted = get_parsing_context().dag_id
-    paths = (_files_for(wanted, folder) if wanted else None) or [folder]
+    snap = read_live_snapshot()
+    paths = (_files_for(wanted, folder, snap) if wanted else None) or [folder]
     result = relative_to(load_specs(paths, check_imports=False), folder.parent)
     if result.errors:
         log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
                     ", ".join(result.invalid_files))
-    dags = build_dags(result, only=wanted)
+    dags = build_dags(result, snap, only=wanted)
     if entry_file := namespace.get("__file__"):
         for dag in dags.values():
             dag.fileloc = str(entry_file)  # what DagBag would set; right for dag.test() users too

@@ -5,24 +5,27 @@ from __future__ import annotations
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, Param
 
-from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, wire
+from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
+from dag_factory.live.fleet import FleetModel
 from dag_factory.runtime import BACKEND_CONN_ID, streaming
-from dag_factory.specs.model import STREAMING_STEPS, ModelSpec
+from dag_factory.specs.model import STREAMING_STEPS
 
 
-def build_streaming_dag(spec: ModelSpec, model: str | None = None) -> DAG:
-    s = spec.streaming
+def build_streaming_dag(model: FleetModel) -> DAG:
+    s = model.spec.streaming
     assert s is not None
-    name = model or spec.name
+    name = model.name
     params = {
-        "partitions": Param(list(s.partitions), type="array", items={"type": "integer", "minimum": 0},
-                            description="partitions to process"),
-        "batch_size": Param(s.batch_size, type="integer", minimum=1, description="most records per partition per run"),
+        "partitions": Param(None, type=["null", "array"], items={"type": "integer", "minimum": 0},
+                            description=f"partitions to process; empty: the backend's, else {list(s.partitions)}"),
+        "batch_size": Param(None, type=["null", "integer"], minimum=1,
+                            description=f"most records per partition per run; empty: the backend's, else {s.batch_size}"),
     }
-    with DAG(schedule=s.every, max_active_runs=s.max_active_runs, params=params,
-             **dag_kwargs(spec, "streaming", s.tasks, model)) as dag:
+    with DAG(schedule=schedule_for(model, s.every), max_active_runs=s.max_active_runs, params=params,
+             **dag_kwargs(model, "streaming", s.tasks)) as dag:
         plan = builtin_or_replacement(s.steps, "plan_partitions", lambda: python_task(
-            "plan_partitions", streaming.plan_partitions, model=name, conn_id=BACKEND_CONN_ID))
+            "plan_partitions", streaming.plan_partitions, model=name, conn_id=BACKEND_CONN_ID,
+            spec_partitions=list(s.partitions), spec_batch_size=s.batch_size))
         process = PythonOperator.partial(
             task_id="process_partition", python_callable=streaming.process_partition,
             map_index_template="partition {{ task.op_kwargs['partition'] }}",

@@ -4,30 +4,35 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Asset, Param
 
-from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, wire
+from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
+from dag_factory.live.fleet import FleetModel
 from dag_factory.runtime import BACKEND_CONN_ID, training
 from dag_factory.runtime.training import model_asset
 from dag_factory.runtime.jobs import WaitForJobOperator
-from dag_factory.specs.model import TRAINING_STEPS, ModelSpec, thaw
+from dag_factory.specs.model import TRAINING_STEPS, thaw
 from dag_factory.specs.timing import airflow_schedule
 
 
-def build_training_dag(spec: ModelSpec, model: str | None = None) -> DAG:
-    t = spec.training
+def build_training_dag(model: FleetModel) -> DAG:
+    t = model.spec.training
     assert t is not None
-    name = model or spec.name
+    name = model.name
     asset = model_asset(name)
     params = {
-        "dataset_uri": Param(t.dataset_uri, type=["null", "string"], description="dataset to train on"),
-        "hyperparameters": Param(thaw(t.hyperparameters), type="object", description="hyperparameters"),
+        "dataset_uri": Param(None, type=["null", "string"],
+                             description=f"dataset to train on; empty: the backend's, else {t.dataset_uri}"),
+        "hyperparameters": Param(None, type=["null", "object"],
+                                 description="hyperparameters; empty: the backend's, else the spec's"),
         "gates": Param([str(g) for g in t.gates], type="array", description="metric gates, e.g. 'auc >= 0.78'"),
     }
-    with DAG(schedule=airflow_schedule(t.schedule), max_active_runs=1, params=params,
-             **dag_kwargs(spec, "training", t.tasks, model)) as dag:
+    schedule = airflow_schedule(model.training_schedule or t.schedule)
+    with DAG(schedule=schedule_for(model, schedule), max_active_runs=1, params=params,
+             **dag_kwargs(model, "training", t.tasks)) as dag:
         spans = {}
         for step_id, make in (
-            ("start_training", lambda: python_task("start_training", training.start_training,
-                                                   model=name, conn_id=BACKEND_CONN_ID)),
+            ("start_training", lambda: python_task(
+                "start_training", training.start_training, model=name, conn_id=BACKEND_CONN_ID,
+                spec_dataset_uri=t.dataset_uri, spec_hyperparameters=thaw(t.hyperparameters))),
             ("wait_for_training", lambda: WaitForJobOperator(
                 task_id="wait_for_training", kind="training", job_task_id="start_training",
                 conn_id=BACKEND_CONN_ID, poll_interval=t.poll_interval, timeout=t.timeout,

@@ -8,8 +8,9 @@ from typing import Any, Mapping
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from dag_factory.backend.client import BackendClient
-from dag_factory.runtime.gates import gate_failures
+from dag_factory.runtime.gates import gate_failures, min_metric_gates
 from dag_factory.runtime.keys import run_key
+from dag_factory.runtime.live import live_record
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,11 @@ def pick_version(param: Any, events: list[Mapping[str, Any]]) -> str | None:
     return None
 
 
-def resolve_version(params: Mapping[str, Any], triggering_asset_events: Any = None) -> str:
+def resolve_version(model: str, params: Mapping[str, Any], triggering_asset_events: Any = None) -> str:
+    """The `version` param, else the newest triggering asset event's, else the backend's
+    current version."""
     events = [e.extra for evs in (triggering_asset_events or {}).values() for e in evs]
-    version = pick_version(params.get("version"), events)
+    version = pick_version(params.get("version"), events) or live_record(model).get("version")
     if not version:
         raise AirflowFailException("no version to deploy: trigger with params {\"version\": \"v3\"}, "
                                    "or let the training DAG publish one")
@@ -43,8 +46,13 @@ def deploy(model: str, target: str, conn_id: str, ti: Any, dag_run: Any) -> dict
     return job
 
 
-def smoke_test(target: str, gates: list[str], wait_task_id: str, ti: Any) -> dict[str, Any]:
+def smoke_test(model: str, target: str, gates: list[str], wait_task_id: str, ti: Any) -> dict[str, Any]:
+    """The spec's gates for this target, plus the backend's live `min_metric` for it."""
     job = ti.xcom_pull(task_ids=wait_task_id) or {}
+    live_targets = (live_record(model).get("deployment") or {}).get("targets") or []
+    for live_target in live_targets:
+        if live_target.get("name") == target:
+            gates = list(gates) + min_metric_gates(live_target.get("min_metric"))
     failures = gate_failures(gates, job.get("metrics") or {})
     if failures:
         raise AirflowFailException(f"smoke test of {target} failed: " + "; ".join(failures))

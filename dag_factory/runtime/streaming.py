@@ -8,14 +8,18 @@ from typing import Any, Mapping
 
 from dag_factory.backend.client import BackendClient
 from dag_factory.runtime import offsets
+from dag_factory.runtime.live import first, live_record
 
 log = logging.getLogger(__name__)
 
 
-def plan_partitions(model: str, conn_id: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One op_kwargs dict per partition: the mapped task's inputs, decided at run time."""
-    batch_size = int(params["batch_size"])
-    partitions = sorted({int(p) for p in params["partitions"]})
+def plan_partitions(model: str, conn_id: str, params: Mapping[str, Any],
+                    spec_partitions: list[int], spec_batch_size: int) -> list[dict[str, Any]]:
+    """One op_kwargs dict per partition: the mapped task's inputs, decided at run time from
+    the run's conf, else the backend's live record, else the spec."""
+    live = live_record(model).get("streaming") or {}
+    batch_size = int(first(params.get("batch_size"), live.get("batch_size"), spec_batch_size))
+    partitions = sorted({int(p) for p in first(params.get("partitions"), live.get("partitions"), spec_partitions)})
     return [{"model": model, "conn_id": conn_id, "partition": p, "max_records": batch_size} for p in partitions]
 
 

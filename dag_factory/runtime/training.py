@@ -11,19 +11,31 @@ from airflow.sdk.exceptions import AirflowFailException
 from dag_factory.backend.client import BackendClient
 from dag_factory.runtime.gates import gate_failures
 from dag_factory.runtime.keys import run_key
+from dag_factory.runtime.live import first, live_record
 
 log = logging.getLogger(__name__)
 
 
-def start_training(model: str, conn_id: str, params: Mapping[str, Any], dag_run: Any) -> dict[str, Any]:
+def training_inputs(model: str, params: Mapping[str, Any], spec_dataset_uri: str | None = None,
+                    spec_hyperparameters: Mapping[str, Any] | None = None) -> tuple[str | None, dict[str, Any]]:
+    """(dataset_uri, hyperparameters) for this run: conf, else live record, else spec."""
+    live = live_record(model).get("training") or {}
+    dataset_uri = first(params.get("dataset_uri"), live.get("dataset_uri"), spec_dataset_uri)
+    hyperparameters = first(params.get("hyperparameters"), live.get("hyperparameters"), spec_hyperparameters) or {}
+    return dataset_uri, dict(hyperparameters)
+
+
+def start_training(model: str, conn_id: str, params: Mapping[str, Any], dag_run: Any,
+                   spec_dataset_uri: str | None = None, spec_hyperparameters: Mapping[str, Any] | None = None,
+                   ) -> dict[str, Any]:
     """POST a training run. A retry of this task (or of the whole run) sends the same
-    Idempotency-Key, so the backend answers with the job it already started."""
+    Idempotency-Key, so the backend answers with the job it already started. Inputs: the
+    run's conf, else the backend's live record, else the spec."""
+    dataset_uri, hyperparameters = training_inputs(model, params, spec_dataset_uri, spec_hyperparameters)
     key = run_key(dag_run, "start_training")
     with BackendClient.from_connection(conn_id) as client:
         job = client.start_training(
-            model, idempotency_key=key,
-            dataset_uri=params.get("dataset_uri") or None,
-            hyperparameters=dict(params.get("hyperparameters") or {}),
+            model, idempotency_key=key, dataset_uri=dataset_uri, hyperparameters=dict(hyperparameters),
             reason=f"airflow {dag_run.run_type} run {dag_run.run_id}",
         )
     log.info("training run %s for %s is %s (idempotency key %s)", job["id"], model, job["status"], key)

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from tests.conftest import DAGS, ROOT
+from tests.support import DAGS, ROOT
 
 EXPECTED = {
     "churn_predictor__train": ("growth-ml", "0 3 * * *"),
@@ -31,10 +31,14 @@ def dagbag(monkeypatch, specs=None) -> DagBag:
     return DagBag(dag_folder=str(DAGS))
 
 
+SYNC = "dag_factory_backend_sync"
+
+
 def test_examples_parse_into_exactly_the_expected_dags(monkeypatch):
     bag = dagbag(monkeypatch)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == set(EXPECTED)
+    assert set(bag.dag_ids) == set(EXPECTED) | {SYNC}
+    assert bag.dags[SYNC].max_active_runs == 1 and bag.dags[SYNC].schedule == timedelta(minutes=5)
     for dag_id, (owner, schedule) in EXPECTED.items():
         dag = bag.dags[dag_id]
         assert {t.owner for t in dag.tasks} == {owner}, dag_id
@@ -68,7 +72,7 @@ def test_a_broken_spec_leaves_the_others_and_is_visible(monkeypatch, specs_dir):
     (specs_dir / "broken_model.yaml").write_text("model: broken_model\ntraining:\n  schedule: '99 * * * *'\n")
     bag = dagbag(monkeypatch, specs_dir)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == set(EXPECTED) | {"dag_factory_invalid__broken_model"}
+    assert set(bag.dag_ids) == set(EXPECTED) | {SYNC, "dag_factory_invalid__broken_model"}
     broken = bag.dags["dag_factory_invalid__broken_model"]
     assert broken.description.startswith("INVALID SPEC specs/broken_model.yaml: specs/broken_model.yaml:3:13: "
                                          "training.schedule: '99 * * * *' is not a valid cron expression")
@@ -123,8 +127,8 @@ def test_a_task_run_parse_builds_only_its_dag_and_the_same_dag():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, **env}, check=True)
     only = json.loads(out.stdout.splitlines()[-1])
-    assert list(only) == ["churn_predictor__deploy"]
-    assert only == full
+    assert sorted(only) == ["churn_predictor__deploy", SYNC]  # the sync DAG's own file has one DAG
+    assert only["churn_predictor__deploy"] == full["churn_predictor__deploy"]
 
 
 def test_task_run_parse_reads_only_its_own_spec(monkeypatch, specs_dir):

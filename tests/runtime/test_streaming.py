@@ -11,15 +11,15 @@ import time
 
 import pytest
 
-from tests.conftest import DAGS, ROOT
-from tests.runtime.conftest import airflow_variable, clear_variables
+from tests.support import DAGS, ROOT
+from tests.runtime.dag_runs import airflow_variable, clear_variables
 
 MODEL = "churn_predictor"
 DAG_ID = f"{MODEL}__stream"
 
 
 @pytest.fixture(autouse=True)
-def fresh_offsets():
+def fresh_offsets(airflow_db):
     clear_variables(f"dag_factory.offsets.{MODEL}.")
     yield
     clear_variables(f"dag_factory.offsets.{MODEL}.")
@@ -61,7 +61,7 @@ def test_an_empty_batch_does_not_hide_records_that_arrive_later(run_dag, backend
     assert (counts(backend)["0"]["processed"], counts(backend)["0"]["duplicates"]) == (180, 0)
 
 
-def test_a_task_killed_after_the_backend_processed_a_batch_loses_and_repeats_nothing(run_dag, backend):
+def test_a_task_killed_after_the_backend_processed_a_batch_loses_and_repeats_nothing(run_dag, backend, tmp_path):
     """The worker dies between the backend's answer and the offset commit; the retry asks
     again with the same idempotency key and commits the first answer."""
     conf = {"batch_size": 100, "partitions": [0]}
@@ -72,17 +72,21 @@ def test_a_task_killed_after_the_backend_processed_a_batch_loses_and_repeats_not
             "from dag_factory.build.register import register_dags\n"
             f"dags = register_dags({{'__file__': {str(DAGS / 'model_dags.py')!r}}})\n"
             f"dags[{DAG_ID!r}].test(run_conf=json.loads(sys.argv[1]))\n")
+    worker_log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen([sys.executable, "-c", code, json.dumps(conf)], cwd=ROOT, env=os.environ.copy(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while counts(backend).get("0", {}).get("processed", 0) < 200 and time.monotonic() < deadline:
-            assert worker.poll() is None, "the run ended before it could be killed"
+            assert worker.poll() is None, "the run ended before it could be killed:\n" + \
+                (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.2)
         assert counts(backend)["0"]["processed"] == 200, "the backend never processed the second batch"
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
+        worker_log.close()
     assert offset(0)["offset"] == 99  # processed by the backend, never committed
     backend.admin("DELETE", "/faults")
 
@@ -95,11 +99,11 @@ def test_a_task_killed_after_the_backend_processed_a_batch_loses_and_repeats_not
     assert (stats["processed"], stats["duplicates"], stats["missing"], stats["max_offset"]) == (300, 0, 0, 299)
 
 
-def test_a_broken_offset_value_fails_loudly_instead_of_starting_over(run_dag, backend, capfd):
+def test_a_broken_offset_value_fails_loudly_instead_of_starting_over(run_dag, backend):
     from airflow.models.variable import Variable
 
     Variable.set(f"dag_factory.offsets.{MODEL}.0", "offset is 41")
     result = run_dag(DAG_ID, {"batch_size": 100, "partitions": [0]})
     assert result.tasks["process_partition[0]"] == "failed"
     assert counts(backend).get("0", {}).get("processed", 0) == 0
-    assert "offset state is not valid JSON" in "".join(capfd.readouterr())
+    assert "offset state is not valid JSON" in result.log

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dag_factory.specs import load_specs
-from tests.conftest import EXAMPLE_MODELS
+from tests.support import EXAMPLE_MODELS
 
 
 def load_with(specs_dir: Path, name: str, content: str | bytes):

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
-SCHEMAS = sorted((ROOT / "schemas").glob("*.schema.json"))
+# The live-record schema is deliberately open to new backend fields; specs are closed.
+SCHEMAS = [ROOT / "schemas" / "spec.schema.json", ROOT / "schemas" / "defaults.schema.json"]
 
 
 def walk(node, path="#"):

@@ -1,0 +1,31 @@
+"""The backend sync DAG: keeps the live snapshot Variable in step with the backend."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from airflow.sdk import DAG
+
+from dag_factory.build.common import python_task
+from dag_factory.live.sync import SYNC_DAG_ID, setting, sync_task
+from dag_factory.runtime import BACKEND_CONN_ID
+from dag_factory.specs.timing import parse_duration
+
+
+def build_sync_dag() -> DAG:
+    """Every $DAG_FACTORY_SYNC_INTERVAL (default 5m), one active run at most."""
+    with DAG(
+        dag_id=SYNC_DAG_ID,
+        schedule=parse_duration(setting("SYNC_INTERVAL", "5m")),
+        start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=False,
+        tags=["dag_factory", "sync"],
+        description="Polls the model backend and stores live model data in the Variable dag_factory_live_models",
+        doc_md=__doc__,
+        default_args={"owner": "dag_factory", "retries": 1, "retry_delay": parse_duration("30s")},
+        auto_register=False,
+    ) as dag:
+        python_task("sync_live_models", sync_task, conn_id=BACKEND_CONN_ID)
+    return dag

@@ -1,0 +1,145 @@
+"""The live snapshot: every live model's last good record, in one JSON document.
+
+It is stored as ONE Airflow Variable, so the entry file reads live data with one Variable read
+whatever the model count, and a reader never sees half a sync (one row is written at once):
+
+    {"format": 1, "content_hash": "...", "synced_at": "...", "expires_at": "...",
+     "models": {"<name>": {<record>}, ...},      # active and paused models, by name
+     "retired": ["<name>", ...],                 # DAGs removed
+     "missing": {"<name>": <consecutive complete listings without it>},
+     "rejected": {"<name>": "<why the last listing's record was skipped>"}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from dag_factory.live.records import record_name, record_problem
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one sync changed, for the task log, the run summary and `dag-factory sync`."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+    removed_missing: tuple[str, ...] = ()
+    missing: Mapping[str, int] = field(default_factory=dict)
+    rejected: Mapping[str, str] = field(default_factory=dict)
+    written: bool = False
+    reason: str = ""
+
+    def lines(self) -> list[str]:
+        out = [f"wrote the snapshot ({self.reason})" if self.written else f"no write ({self.reason})"]
+        for label, names in (("added", self.added), ("changed", self.changed), ("retired", self.retired),
+                             ("removed after missing", self.removed_missing)):
+            if names:
+                out.append(f"{label}: {', '.join(names)}")
+        for name, count in sorted(self.missing.items()):
+            out.append(f"missing from the listing ({count}x, DAGs kept): {name}")
+        for name, why in sorted(self.rejected.items()):
+            out.append(f"REJECTED record {name}: {why} (its last good data is kept)")
+        return out
+
+
+def empty() -> dict[str, Any]:
+    return {"format": FORMAT, "models": {}, "retired": [], "missing": {}, "rejected": {}}
+
+
+def parse(raw: str | None) -> dict[str, Any] | None:
+    """The stored snapshot, or None when there is none or it is unreadable."""
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("models"), dict):
+        return None
+    return data
+
+
+def content_hash(snapshot: Mapping[str, Any]) -> str:
+    """Hash of what DAGs and tasks depend on; freshness times are left out."""
+    content = {k: snapshot.get(k) for k in ("models", "retired", "missing", "rejected")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _ts(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def expired(snapshot: Mapping[str, Any], now: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(snapshot["expires_at"]) <= now
+    except (KeyError, TypeError, ValueError):
+        return True
+
+
+def plan(old: Mapping[str, Any] | None, listing: list[Any], now: datetime, *,
+         ttl: timedelta, missing_limit: int) -> tuple[dict[str, Any], SyncReport]:
+    """The snapshot after one COMPLETE listing, and what changed. Pure.
+
+    Bad records are skipped and their model keeps its old record; a model missing from the
+    listing keeps its DAGs until it was missing `missing_limit` listings in a row.
+    """
+    old = dict(old or empty())
+    old_models: dict[str, Any] = dict(old.get("models") or {})
+    models: dict[str, Any] = {}
+    retired: set[str] = set()
+    rejected: dict[str, str] = {}
+    seen: set[str] = set()
+    for index, record in enumerate(listing):
+        if why := record_problem(record):
+            name = record_name(record, index)
+            rejected[name] = why
+            seen.add(name)
+            if name in old_models:
+                models[name] = old_models[name]
+            continue
+        name = record["name"]
+        if name in seen:
+            rejected[name] = "listed twice; the first record is kept"
+            continue
+        seen.add(name)
+        if record["status"] == "retired":
+            retired.add(name)
+        else:
+            models[name] = record
+    missing: dict[str, int] = {}
+    removed: list[str] = []
+    old_missing = old.get("missing") or {}
+    for name, record in old_models.items():
+        if name in seen:
+            continue
+        count = int(old_missing.get(name, 0)) + 1
+        if count >= missing_limit:
+            removed.append(name)
+        else:
+            missing[name] = count
+            models[name] = record
+    new = {"format": FORMAT, "models": dict(sorted(models.items())), "retired": sorted(retired),
+           "missing": dict(sorted(missing.items())), "rejected": dict(sorted(rejected.items()))}
+    new["content_hash"] = content_hash(new)
+    changed_content = new["content_hash"] != old.get("content_hash")
+    half_life_passed = expired({"expires_at": old.get("expires_at")}, now + ttl / 2)
+    reason = "content changed" if changed_content else (
+        "freshness renewed" if half_life_passed else "unchanged and fresh")
+    written = changed_content or half_life_passed
+    new["synced_at"] = _ts(now) if written else old.get("synced_at")
+    new["expires_at"] = _ts(now + ttl) if written else old.get("expires_at")
+    report = SyncReport(
+        added=tuple(sorted(set(models) - set(old_models))),
+        changed=tuple(sorted(n for n in models if n in old_models and models[n] != old_models[n])),
+        retired=tuple(sorted(retired - set(old.get("retired") or ()))),
+        removed_missing=tuple(sorted(removed)),
+        missing=missing, rejected=rejected, written=written, reason=reason,
+    )
+    return new, report
