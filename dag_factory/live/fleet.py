@@ -25,10 +25,6 @@ class FleetModel:
     paused: bool = False
     training_schedule: str | None = None  # the backend's override, if any
 
-    @property
-    def live(self) -> bool:
-        return self.name != self.spec.name or self.paused or self.training_schedule is not None
-
 
 def spec_name_of(model: str, snap: Mapping[str, Any] | None) -> str:
     """Which spec a model name is built from (its own name unless live data says otherwise)."""
