@@ -3,6 +3,8 @@
 Its own file, so that a broken spec can never stop it.
 """
 
+from pathlib import Path
+
 from dag_factory.build.sync_dag import build_sync_dag
 
-dag_factory_backend_sync = build_sync_dag()
+dag_factory_backend_sync = build_sync_dag(entry_file=str(Path(__file__).with_name("model_dags.py")))

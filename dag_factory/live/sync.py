@@ -59,12 +59,29 @@ def sync_once(client: BackendClient, read: Reader, write: Writer,
     return report
 
 
-def sync_task(conn_id: str) -> dict[str, Any]:
+def request_reparse(entry_file: str | None) -> bool:
+    """Touch the entry file so a dag-processor with `file_parsing_sort_mode = modified_time`
+    re-parses it now instead of after `min_file_process_interval`. Works where the worker and
+    the dag-processor share the DAGs folder (LocalExecutor, a shared volume)."""
+    if not entry_file or setting("REPARSE_ON_CHANGE", "true").lower() not in ("1", "true", "yes"):
+        return False
+    try:
+        os.utime(entry_file)
+    except OSError as exc:
+        log.warning("could not touch %s to request a re-parse: %s", entry_file, exc)
+        return False
+    log.info("touched %s: the dag-processor re-parses it on its next loop", entry_file)
+    return True
+
+
+def sync_task(conn_id: str, entry_file: str | None = None) -> dict[str, Any]:
     """The sync DAG's task: its return value (XCom) is the run's summary."""
     from dag_factory.live.store import sdk_read, sdk_write
 
     with BackendClient.from_connection(conn_id) as client:
         report = sync_once(client, sdk_read, sdk_write)
+    if report.written and report.reason == "content changed":
+        request_reparse(entry_file)
     for line in report.lines():
         (log.warning if line.startswith("REJECTED") else log.info)("%s", line)
     return {"written": report.written, "reason": report.reason, "added": list(report.added),

@@ -88,11 +88,17 @@ def test_no_snapshot_builds_from_specs_and_says_so(fast_specs):
 
 
 def test_an_unchanged_listing_writes_nothing(run_dag, backend):
+    entry = DAGS / "model_dags.py"
+    os.utime(entry, (1_000_000_000, 1_000_000_000))
     assert run_dag(SYNC).state == "success"
+    assert entry.stat().st_mtime > 1_000_000_000  # a change asks the dag-processor to re-parse
+    os.utime(entry, (1_000_000_000, 1_000_000_000))
     first = airflow_variable(LIVE_VARIABLE)
     result = run_dag(SYNC)
     assert result.state == "success" and "no write (unchanged and fresh)" in result.log
     assert airflow_variable(LIVE_VARIABLE) == first
+    assert entry.stat().st_mtime == 1_000_000_000  # no change, no re-parse request
+    os.utime(entry)
 
 
 def test_models_appear_retire_and_survive_one_missing_listing(run_dag, backend, monkeypatch):
