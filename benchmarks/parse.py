@@ -1,0 +1,1210 @@
+"""Parse-time benchmark: one entry file building N models' DAGs, side by side with the alternatives.
+
+    .venv/bin/python benchmarks/parse.py [--models 100,300,1000] [--repeat 5] [--json out.json]
+                                         [--variants floor,factory,factory_task,dagfactory110]
+                                         [--profile factory]
+
+For each N it generates a workload in a temp dir (N specs cycling the examples in specs/, their
+`_defaults.yaml`, a live snapshot for the N models, the same DAGs as a handwritten Python file,
+and as dag-factory 1.1.0 YAML), then measures every variant in a fresh process, alternating
+variants within each repetition, and reports medians:
+
+- import: filling `DagBag(dag_folder=<entry file>)` (what the dag-processor pays every parse)
+- serialize: `DagSerialization.to_dict(dag)` for every DAG of the bag
+- peak RSS after the import and at the end (after serialization)
+- Variable reads: calls of `airflow.sdk.Variable.get` during the import
+- specs read: distinct spec/YAML files of the workload opened during the import
+
+A benchmark, not a test: tests/benchmarks/test_parse_counts.py asserts only the counts.
+See benchmarks/README.md for how to read the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import pprint
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+ENTRY_FILE = ROOT / "dags" / "model_dags.py"
+VENVS = ROOT / "benchmarks" / ".venvs"
+DAGFACTORY_VENV = VENVS / "dagfactory110"
+DAGFACTORY_REQUIREMENTS = ("dag-factory==1.1.0", "apache-airflow==3.3.2")
+LIVE_VARIABLE = "dag_factory_live_models"
+LIVE_ENV = "AIRFLOW_VAR_" + LIVE_VARIABLE.upper()
+VARIANTS = ("floor", "factory", "factory_task", "dagfactory110")
+SECTIONS = ("training", "deployment", "streaming")
+SUFFIX = {"training": "train", "deployment": "deploy", "streaming": "stream"}
+CHILD_TIMEOUT_S = 1800
+# Airflow's defaults: [core] dagbag_import_timeout, [dag_processor] dag_file_processor_timeout. The
+# children run with the import timeout off so that every parse is measured to the end; the table
+# marks medians past these limits (where the dag-processor would give up on the file).
+DAGBAG_IMPORT_TIMEOUT_S = 30
+DAG_FILE_PROCESSOR_TIMEOUT_S = 50
+
+_DURATION = re.compile(r"^(?:\d+[smhd])+$")
+_DURATION_PART = re.compile(r"(\d+)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# --------------------------------------------------------------------------- the measuring child
+# Runs in a fresh interpreter (this project's venv, or dag-factory 1.1.0's own venv): standard
+# library and Airflow only. Results go to a JSON file, so log output on stdout never matters.
+CHILD = r'''
+import argparse, builtins, collections, io, json, os, resource, sys, time
+
+p = argparse.ArgumentParser()
+p.add_argument("--entry", required=True)
+p.add_argument("--out", required=True)
+p.add_argument("--watch", default="")          # count .yaml/.yml files opened under this folder
+p.add_argument("--env-file", action="append", default=[])  # NAME=path: set os.environ[NAME] from a file
+p.add_argument("--no-serialize", action="store_true")
+p.add_argument("--profile", default="")        # cProfile the DagBag fill into this file
+a = p.parse_args()
+
+# Large values (the live snapshot of 1,000 models is ~0.5 MB) cannot go through execve:
+# Linux refuses one environment string over 128 KiB. Set them in-process, before Airflow loads.
+for item in a.env_file:
+    name, _, path = item.partition("=")
+    with open(path, encoding="utf-8") as fh:
+        os.environ[name] = fh.read()
+
+t_start = time.perf_counter()
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
+import airflow
+import airflow.sdk
+import airflow.sdk.definitions.variable as sdk_variable
+import airflow.sdk.execution_time.context as sdk_context
+t_airflow = time.perf_counter()
+
+# --- counters, installed before the DAG file is imported --------------------------------------
+var_calls = collections.Counter()   # outermost Variable.get calls, by API
+var_keys = collections.Counter()    # ... by key
+backend_lookups = collections.Counter()  # the SDK's _get_variable (every route ends there)
+_depth = [0]
+
+
+def _wrap_get(cls, label):
+    original = cls.__dict__["get"]
+    func = original.__func__ if isinstance(original, classmethod) else original
+
+    def get(klass, key, *args, **kwargs):
+        if _depth[0] == 0:
+            var_calls[label] += 1
+            var_keys[key] += 1
+        _depth[0] += 1
+        try:
+            return func(klass, key, *args, **kwargs)
+        finally:
+            _depth[0] -= 1
+
+    get.__wrapped__ = func
+    cls.get = classmethod(get)
+
+
+_wrap_get(sdk_variable.Variable, "airflow.sdk.Variable.get")
+if airflow.sdk.Variable is not sdk_variable.Variable:  # a different class behind airflow.sdk
+    _wrap_get(airflow.sdk.Variable, "airflow.sdk.Variable.get (re-exported)")
+try:
+    from airflow.models.variable import Variable as _OrmVariable
+    if _OrmVariable is not sdk_variable.Variable:
+        _wrap_get(_OrmVariable, "airflow.models.Variable.get")
+except Exception:  # noqa: BLE001 - not every Airflow has it
+    pass
+_orig_lookup = sdk_context._get_variable
+
+
+def _counting_lookup(key, *args, **kwargs):
+    backend_lookups[key] += 1
+    return _orig_lookup(key, *args, **kwargs)
+
+
+sdk_context._get_variable = _counting_lookup
+
+watch = os.path.realpath(a.watch) + os.sep if a.watch else ""
+opened = collections.Counter()   # path -> opens
+listings = [0]                   # listdir/scandir of the watched folder
+_open, _os_open, _listdir, _scandir = io.open, os.open, os.listdir, os.scandir
+
+
+def _note(path):
+    try:
+        if isinstance(path, int):
+            return
+        path = os.fsdecode(os.fspath(path))
+    except TypeError:
+        return
+    full = os.path.realpath(path)
+    if full.startswith(watch) and full.endswith((".yaml", ".yml")):
+        opened[full] += 1
+
+
+def counting_open(file, *args, **kwargs):
+    _note(file)
+    return _open(file, *args, **kwargs)
+
+
+def counting_os_open(path, *args, **kwargs):
+    _note(path)
+    return _os_open(path, *args, **kwargs)
+
+
+def _note_listing(path):
+    try:
+        if os.path.realpath(os.fsdecode(os.fspath(path))) + os.sep == watch:
+            listings[0] += 1
+    except TypeError:
+        pass
+
+
+def counting_listdir(path=".", *args, **kwargs):
+    _note_listing(path)
+    return _listdir(path, *args, **kwargs)
+
+
+def counting_scandir(path=".", *args, **kwargs):
+    _note_listing(path)
+    return _scandir(path, *args, **kwargs)
+
+
+if watch:
+    io.open = builtins.open = counting_open   # pathlib's read_bytes/read_text/open go through io.open
+    os.open, os.listdir, os.scandir = counting_os_open, counting_listdir, counting_scandir
+
+# --- the parse --------------------------------------------------------------------------------
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+if a.profile:
+    import cProfile
+    prof = cProfile.Profile()
+    bag = prof.runcall(DagBag, dag_folder=a.entry)
+    prof.dump_stats(a.profile)
+else:
+    bag = DagBag(dag_folder=a.entry)
+t1 = time.perf_counter()
+rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+reads = dict(var_calls)
+keys = dict(var_keys)
+lookups = dict(backend_lookups)
+files = dict(opened)
+listed = listings[0]
+if watch:
+    io.open = builtins.open = _open
+    os.open, os.listdir, os.scandir = _os_open, _listdir, _scandir
+
+tasks = {dag_id: len(dag.tasks) for dag_id, dag in bag.dags.items()}
+t2 = time.perf_counter()
+if not a.no_serialize:
+    for dag in bag.dags.values():
+        DagSerialization.to_dict(dag)
+t3 = time.perf_counter()
+rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+with open(a.out, "w", encoding="utf-8") as fh:
+    json.dump({
+        "airflow_version": airflow.__version__,
+        "python": sys.version.split()[0],
+        "airflow_import_s": t_airflow - t_start,
+        "import_s": t1 - t0,
+        "serialize_s": None if a.no_serialize else t3 - t2,
+        "rss_before_mb": rss0 / 1024,
+        "rss_import_mb": rss_import / 1024,
+        "rss_mb": rss_end / 1024,
+        "dags": len(bag.dags),
+        "tasks": sum(tasks.values()),
+        "dag_tasks": tasks,
+        "import_errors": {str(k): str(v)[-2000:] for k, v in bag.import_errors.items()},
+        "variable_reads": sum(reads.values()),
+        "variable_reads_by_api": reads,
+        "variable_keys": keys,
+        "variable_backend_lookups": lookups,
+        "spec_files_read": sorted(files),
+        "spec_file_opens": sum(files.values()),
+        "spec_dir_listings": listed,
+    }, fh)
+'''
+
+# --------------------------------------------------------------------------- the workload
+
+
+def _seconds(value: Any) -> int:
+    if isinstance(value, (int, float)):
+        return int(value)
+    return sum(int(n) * _UNIT_S[u] for n, u in _DURATION_PART.findall(str(value)))
+
+
+def _schedule(value: Any) -> str | int | None:
+    """A cron/preset string as is, a duration ("6h") as seconds, or None."""
+    if value is None:
+        return None
+    text = str(value)
+    return _seconds(text) if _DURATION.match(text) else text
+
+
+def _merge(defaults: dict, spec: dict, top: bool = True) -> dict:
+    """The spec format's rule: mappings merge key by key and the spec wins; lists are replaced;
+    a section in the defaults applies only to specs that have that section."""
+    out = dict(spec)
+    for key, value in defaults.items():
+        if top and key in SECTIONS and key not in spec:
+            continue
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _merge(value, out[key], top=False)
+    return out
+
+
+def _steps(section: dict) -> list[dict]:
+    steps = []
+    for raw in section.get("steps") or ():
+        steps.append({
+            "id": raw.get("replace") or raw["id"], "replace": bool(raw.get("replace")),
+            "python": raw.get("python"), "operator": raw.get("operator"), "kwargs": raw.get("kwargs") or {},
+            "before": _as_list(raw.get("before")), "after": _as_list(raw.get("after")), "retries": raw.get("retries"),
+        })
+    return steps
+
+
+def _as_list(value: Any) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def example_shapes(specs_dir: Path = SPECS) -> dict[str, dict]:
+    """The example specs (with their defaults) as plain data: what the floor and the dag-factory
+    YAML reproduce by hand. Only the keys the examples use."""
+    defaults = yaml.safe_load((specs_dir / "_defaults.yaml").read_text()) or {}
+    shapes = {}
+    for path in sorted(specs_dir.glob("[!_]*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        if raw.get("template"):
+            continue
+        s = _merge(defaults, raw)
+        shape: dict[str, Any] = {
+            "spec": path.stem, "owner": s.get("owner", "airflow"), "description": s.get("description"),
+            "tags": sorted(s.get("tags") or ()), "start_date": str(s.get("start_date", "2024-01-01")),
+        }
+        if t := s.get("training"):
+            shape["training"] = {
+                "schedule": _schedule(t.get("schedule")), "timeout_s": _seconds(t.get("timeout", "2h")),
+                "poll_s": _seconds(t.get("poll_interval", "30s")), "deferrable": bool(t.get("deferrable", True)),
+                "retries": t.get("retries", 0), "retry_delay_s": _seconds(t.get("retry_delay", "5m")),
+                "dataset_uri": t.get("dataset_uri"), "hyperparameters": t.get("hyperparameters") or {},
+                "gates": [str(g) for g in t.get("gates") or ()], "steps": _steps(t)}
+        if d := s.get("deployment"):
+            smoke = d.get("smoke_test") or {}
+            targets = [{"name": x, "gates": None} if isinstance(x, str) else {"name": x["name"], "gates": x.get("gates")}
+                       for x in d.get("targets") or ()]
+            shape["deployment"] = {
+                "targets": targets, "smoke_gates": [str(g) for g in smoke.get("gates") or ()],
+                "smoke_timeout_s": _seconds(smoke.get("timeout", "15m")), "poll_s": _seconds(smoke.get("poll_interval", "15s")),
+                "rollback": bool(d.get("rollback_on_failure", True)), "retries": d.get("retries", 0),
+                "retry_delay_s": _seconds(d.get("retry_delay", "1m")), "steps": _steps(d)}
+        if st := s.get("streaming"):
+            shape["streaming"] = {
+                "every_s": _seconds(st.get("every", "5m")), "batch_size": st.get("batch_size", 500),
+                "partitions": list(st.get("partitions") or [0]), "max_active_runs": st.get("max_active_runs", 1),
+                "retries": st.get("retries", 0), "retry_delay_s": _seconds(st.get("retry_delay", "30s")),
+                "steps": _steps(st)}
+        shapes[path.stem] = shape
+    return shapes
+
+
+def expected_task_counts(name: str, shape: dict) -> dict[str, int]:
+    """DAG id -> number of tasks the factory builds for one model of this shape."""
+    out = {}
+    added = {k: sum(1 for st in shape[k]["steps"] if not st["replace"]) for k in SECTIONS if k in shape}
+    if "training" in shape:
+        out[f"{name}__train"] = 4 + added["training"]
+    if "deployment" in shape:
+        d = shape["deployment"]
+        out[f"{name}__deploy"] = 2 + len(d["targets"]) * (4 if d["rollback"] else 3) + added["deployment"]
+    if "streaming" in shape:
+        out[f"{name}__stream"] = 2 + added["streaming"]
+    return out
+
+
+def model_name(i: int) -> str:
+    return f"model_{i:05d}"
+
+
+@dataclass
+class Workload:
+    """One generated workload; paths are absolute."""
+
+    folder: Path
+    models: int
+    specs_dir: Path
+    live_file: Path
+    floor_file: Path
+    dagfactory_entry: Path
+    dagfactory_yaml_dir: Path
+    dagfactory_lib: Path
+    model_names: list[str]
+    expected: dict[str, int]           # DAG id -> tasks, every model
+    task_dag_id: str                   # the DAG a task-run parse asks for
+    task_spec_file: Path               # the one spec file that parse needs
+    spec_of: dict[str, str] = field(repr=False, default_factory=dict)   # model -> example it copies
+    shapes: dict[str, dict] = field(repr=False, default_factory=dict)
+
+
+def live_snapshot(names: list[str], shape_of: dict[str, dict], now: datetime | None = None) -> dict[str, Any]:
+    """The Variable's document for these models: one active LiveModel record each, built from its
+    own spec (backend-api.yaml); data only, no change of DAG structure."""
+    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    models = {}
+    for name in names:
+        shape = shape_of[name]
+        record: dict[str, Any] = {"name": name, "spec": name, "status": "active", "version": "v1",
+                                  "updated_at": "2026-01-01T00:00:00+00:00"}
+        if t := shape.get("training"):
+            record["training"] = {"dataset_uri": t["dataset_uri"] or f"s3://ml-data/{name}",
+                                  "hyperparameters": t["hyperparameters"]}
+        if d := shape.get("deployment"):
+            record["deployment"] = {"targets": [{"name": x["name"], "min_metric": {"success_rate": 0.99}}
+                                                for x in d["targets"]]}
+        if st := shape.get("streaming"):
+            record["streaming"] = {"partitions": st["partitions"], "batch_size": st["batch_size"]}
+        models[name] = record
+    snap: dict[str, Any] = {"format": 1, "models": models, "retired": [], "missing": {}, "rejected": {}}
+    try:  # the project's own hash, when the live package is there; the same algorithm otherwise
+        from dag_factory.live.snapshot import content_hash
+    except ImportError:
+        import hashlib
+
+        def content_hash(s):
+            content = {k: s.get(k) for k in ("models", "retired", "missing", "rejected")}
+            return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    snap["content_hash"] = content_hash(snap)
+    snap["synced_at"] = now.isoformat()
+    snap["expires_at"] = (now + timedelta(days=7)).isoformat()
+    return snap
+
+
+def generate_workload(folder: str | os.PathLike, models: int, *, specs_dir: Path = SPECS) -> Workload:
+    """Write one workload of `models` models into `folder` (created; must be empty or new):
+
+    specs/            N specs model_00001.yaml... cycling the examples, plus _defaults.yaml
+    live.json         the live snapshot for the N models (the Variable's value)
+    floor/floor_dags.py            the same DAGs, handwritten, from a plain Python list
+    dagfactory/entry.py + models/  the same DAGs for dag-factory 1.1.0, one YAML per model
+    """
+    folder = Path(folder).resolve()
+    shapes = example_shapes(specs_dir)
+    examples = sorted(shapes)
+    out_specs = folder / "specs"
+    out_specs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(specs_dir / "_defaults.yaml", out_specs / "_defaults.yaml")
+    sources = {stem: (specs_dir / f"{stem}.yaml").read_text() for stem in examples}
+    names, shape_of, expected = [], {}, {}
+    for i in range(models):
+        stem = examples[i % len(examples)]
+        name = model_name(i + 1)
+        text, count = re.subn(rf"(?m)^model:\s*{re.escape(stem)}\s*$", f"model: {name}", sources[stem], count=1)
+        if count != 1:
+            raise ValueError(f"{stem}.yaml: no top-level 'model: {stem}' line to rename")
+        (out_specs / f"{name}.yaml").write_text(text)
+        names.append(name)
+        shape_of[name] = shapes[stem]
+        expected.update(expected_task_counts(name, shapes[stem]))
+
+    live_file = folder / "live.json"
+    live_file.write_text(json.dumps(live_snapshot(names, shape_of), separators=(",", ":")))
+
+    floor_file = folder / "floor" / "floor_dags.py"
+    floor_file.parent.mkdir(exist_ok=True)
+    floor_file.write_text(_floor_source(shapes, [(n, shape_of[n]["spec"]) for n in names]))
+
+    df_dir = folder / "dagfactory"
+    (df_dir / "models").mkdir(parents=True, exist_ok=True)
+    (df_dir / "lib").mkdir(exist_ok=True)
+    (df_dir / "lib" / "bench_callables.py").write_text(_CALLABLES)
+    (df_dir / "defaults.yml").write_text(_dagfactory_defaults())
+    for name in names:
+        (df_dir / "models" / f"{name}.yaml").write_text(_dagfactory_yaml(name, shape_of[name]))
+    (df_dir / "entry.py").write_text(_DAGFACTORY_ENTRY.format(models=str(df_dir / "models"), defaults=str(df_dir)))
+
+    task_model = next((n for n in names if f"{n}__deploy" in expected), names[0])
+    task_dag = f"{task_model}__deploy" if f"{task_model}__deploy" in expected else next(iter(expected))
+    return Workload(folder=folder, models=models, specs_dir=out_specs, live_file=live_file, floor_file=floor_file,
+                    dagfactory_entry=df_dir / "entry.py", dagfactory_yaml_dir=df_dir / "models",
+                    dagfactory_lib=df_dir / "lib", model_names=names, expected=expected, task_dag_id=task_dag,
+                    task_spec_file=out_specs / f"{task_model}.yaml",
+                    spec_of={n: shape_of[n]["spec"] for n in names}, shapes=shapes)
+
+
+# --- the floor: handwritten Python building the same DAGs ---------------------------------------
+
+_FLOOR = '''"""The floor: the same airflow DAGs as the dag_factory entry file, handwritten in Python from a
+plain list (no YAML, no validation). Generated by benchmarks/parse.py for {count} models."""
+
+import importlib
+from datetime import datetime, timedelta, timezone
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG, Asset, BaseOperator, Param, TaskGroup, TriggerRule
+
+SHAPES = {shapes}
+
+MODELS = {models}
+
+SUFFIX = {{"training": "train", "deployment": "deploy", "streaming": "stream"}}
+
+
+def noop(**kwargs):
+    return kwargs
+
+
+def run_python_step(target, step_kwargs, **context):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)(**step_kwargs)
+
+
+class WaitForJob(BaseOperator):
+    """Stand-in for the factory's deferrable wait (same arguments, no behaviour)."""
+
+    def __init__(self, *, kind, job_task_id, poll_interval, timeout, deferrable=True, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.job_task_id = kind, job_task_id
+        self.poll_interval, self.timeout, self.deferrable = poll_interval, timeout, deferrable
+
+    def execute(self, context):
+        return None
+
+
+def task(task_id, **op_kwargs):
+    return PythonOperator(task_id=task_id, python_callable=noop, op_kwargs=op_kwargs)
+
+
+def custom(step):
+    extra = {{}} if step["retries"] is None else {{"retries": step["retries"]}}
+    if step["python"]:
+        return PythonOperator(task_id=step["id"], python_callable=run_python_step,
+                              op_kwargs={{"target": step["python"], "step_kwargs": step["kwargs"]}}, **extra)
+    module, _, attr = step["operator"].rpartition(".")
+    return getattr(importlib.import_module(module), attr)(task_id=step["id"], **step["kwargs"], **extra)
+
+
+def wire(spans, builtins, steps):
+    """Built-in chain, then custom steps: `before` X -> step >> X, `after` X (default: the last) -> X >> step."""
+    for step in steps:
+        if step["replace"]:
+            continue
+        node = custom(step)
+        spans[step["id"]] = (node, node)
+    for up, down in zip(builtins, builtins[1:]):
+        spans[up][1] >> spans[down][0]
+    for step in steps:
+        if step["replace"]:
+            continue
+        after = step["after"] or ([] if step["before"] else [builtins[-1]])
+        for ref in after:
+            spans[ref][1] >> spans[step["id"]][0]
+        for ref in step["before"]:
+            spans[step["id"]][1] >> spans[ref][0]
+
+
+def made(steps, step_id, make):
+    step = next((s for s in steps if s["replace"] and s["id"] == step_id), None)
+    return custom(step) if step else make()
+
+
+def dag_args(name, shape, kind, section):
+    return dict(
+        dag_id=f"{{name}}__{{SUFFIX[kind]}}",
+        start_date=datetime.fromisoformat(shape["start_date"]).replace(tzinfo=timezone.utc),
+        catchup=False,
+        tags=sorted({{"dag_factory", kind, f"model:{{name}}", *shape["tags"]}}),
+        description=(shape["description"] or f"{{kind}} of {{name}}")[:500],
+        doc_md=f"Handwritten ({{kind}} of model `{{name}}`).",
+        default_args={{"owner": shape["owner"], "retries": section["retries"],
+                      "retry_delay": timedelta(seconds=section["retry_delay_s"])}},
+    )
+
+
+def model_asset(name):
+    return Asset(name=f"dag_factory.model.{{name}}", uri=f"x-dag-factory://models/{{name}}", group="ml-model")
+
+
+def training_dag(name, shape):
+    t = shape["training"]
+    schedule = timedelta(seconds=t["schedule"]) if isinstance(t["schedule"], int) else t["schedule"]
+    params = {{
+        "dataset_uri": Param(t["dataset_uri"], type=["null", "string"], description="dataset to train on"),
+        "hyperparameters": Param(t["hyperparameters"], type="object", description="hyperparameters"),
+        "gates": Param(t["gates"], type="array", description="metric gates"),
+    }}
+    with DAG(schedule=schedule, max_active_runs=1, params=params, **dag_args(name, shape, "training", t)) as dag:
+        steps = t["steps"]
+        spans = {{}}
+        for step_id, make in (
+            ("start_training", lambda: task("start_training", model=name, conn_id="model_backend")),
+            ("wait_for_training", lambda: WaitForJob(
+                task_id="wait_for_training", kind="training", job_task_id="start_training",
+                poll_interval=timedelta(seconds=t["poll_s"]), timeout=timedelta(seconds=t["timeout_s"]),
+                deferrable=t["deferrable"])),
+            ("check_gates", lambda: task("check_gates")),
+            ("publish", lambda: PythonOperator(task_id="publish", python_callable=noop,
+                                               op_kwargs={{"model": name}}, outlets=[model_asset(name)])),
+        ):
+            node = made(steps, step_id, make)
+            spans[step_id] = (node, node)
+        wire(spans, ["start_training", "wait_for_training", "check_gates", "publish"], steps)
+    return dag
+
+
+def deployment_dag(name, shape):
+    d = shape["deployment"]
+    params = {{"version": Param(None, type=["null", "string"], description="version to deploy")}}
+    with DAG(schedule=[model_asset(name)], max_active_runs=1, params=params,
+             **dag_args(name, shape, "deployment", d)) as dag:
+        steps = d["steps"]
+        node = made(steps, "resolve_version", lambda: task("resolve_version"))
+        spans = {{"resolve_version": (node, node)}}
+        order = ["resolve_version"]
+        for target in d["targets"]:
+            group = f"deploy_{{target['name']}}"
+            gates = target["gates"] if target["gates"] is not None else d["smoke_gates"]
+            with TaskGroup(group, tooltip=f"deploy to {{target['name']}}"):
+                deploy = task("deploy", model=name, target=target["name"], conn_id="model_backend")
+                wait = WaitForJob(task_id="wait", kind="deployment", job_task_id=f"{{group}}.deploy",
+                                  poll_interval=timedelta(seconds=d["poll_s"]),
+                                  timeout=timedelta(seconds=d["smoke_timeout_s"]))
+                smoke = task("smoke_test", target=target["name"], gates=gates, wait_task_id=f"{{group}}.wait")
+                deploy >> wait >> smoke
+                if d["rollback"]:
+                    rollback = task("rollback", target=target["name"], conn_id="model_backend",
+                                    deploy_task_id=f"{{group}}.deploy")
+                    rollback.trigger_rule = TriggerRule.ONE_FAILED
+                    rollback.retries = max(rollback.retries or 0, 3)
+                    [deploy, wait, smoke] >> rollback
+            spans[group] = (deploy, smoke)
+            order.append(group)
+        node = made(steps, "deployed", lambda: task("deployed", targets=[x["name"] for x in d["targets"]]))
+        spans["deployed"] = (node, node)
+        wire(spans, order + ["deployed"], steps)
+    return dag
+
+
+def streaming_dag(name, shape):
+    s = shape["streaming"]
+    params = {{
+        "partitions": Param(s["partitions"], type="array", items={{"type": "integer", "minimum": 0}},
+                            description="partitions to process"),
+        "batch_size": Param(s["batch_size"], type="integer", minimum=1, description="records per partition"),
+    }}
+    with DAG(schedule=timedelta(seconds=s["every_s"]), max_active_runs=s["max_active_runs"], params=params,
+             **dag_args(name, shape, "streaming", s)) as dag:
+        steps = s["steps"]
+        plan = made(steps, "plan_partitions", lambda: task("plan_partitions", model=name, conn_id="model_backend"))
+        process = PythonOperator.partial(
+            task_id="process_partition", python_callable=noop,
+            map_index_template="partition {{{{ task.op_kwargs['partition'] }}}}",
+        ).expand(op_kwargs=plan.output)
+        spans = {{"plan_partitions": (plan, plan), "process_partition": (process, process)}}
+        wire(spans, ["plan_partitions", "process_partition"], steps)
+    return dag
+
+
+for _name, _spec in MODELS:
+    _shape = SHAPES[_spec]
+    if "training" in _shape:
+        globals()[f"{{_name}}__train"] = training_dag(_name, _shape)
+    if "deployment" in _shape:
+        globals()[f"{{_name}}__deploy"] = deployment_dag(_name, _shape)
+    if "streaming" in _shape:
+        globals()[f"{{_name}}__stream"] = streaming_dag(_name, _shape)
+'''
+
+
+def _floor_source(shapes: dict[str, dict], models: list[tuple[str, str]]) -> str:
+    return _FLOOR.format(count=len(models), shapes=pprint.pformat(shapes, width=110, sort_dicts=True),
+                         models=pprint.pformat(models, width=110, compact=True))
+
+
+# --- dag-factory 1.1.0: one YAML per model ------------------------------------------------------
+
+_CALLABLES = '''"""Task callables the dag-factory 1.1.0 YAML points at (never run by the benchmark)."""
+
+
+def noop(**kwargs):
+    return kwargs
+
+
+def run_python_step(target, step_kwargs, **context):
+    import importlib
+
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)(**step_kwargs)
+'''
+
+_DAGFACTORY_ENTRY = '''"""dag-factory 1.1.0's entry file for the benchmark: every YAML in models/ (one per model).
+(The words airflow and DAG must stay in this file for the dag-processor's safe mode.)"""
+
+from dagfactory import load_yaml_dags
+
+load_yaml_dags(globals_dict=globals(), dags_folder={models!r}, defaults_config_path={defaults!r})
+'''
+
+_PY_OP = "airflow.providers.standard.operators.python.PythonOperator"
+
+
+def _dagfactory_defaults() -> str:
+    return yaml.safe_dump({"catchup": False, "default_args": {"owner": "ml-platform"}}, sort_keys=False)
+
+
+def _td(seconds: int) -> dict:
+    return {"__type__": "datetime.timedelta", "seconds": seconds}
+
+
+def _df_task(callable_name: str = "noop", **extra: Any) -> dict:
+    return {"operator": _PY_OP, "python_callable": f"bench_callables.{callable_name}", **extra}
+
+
+def _df_custom(step: dict) -> dict:
+    extra = {} if step["retries"] is None else {"retries": step["retries"]}
+    if step["python"]:
+        return _df_task("run_python_step", op_kwargs={"target": step["python"], "step_kwargs": step["kwargs"]}, **extra)
+    return {"operator": step["operator"], **step["kwargs"], **extra}
+
+
+def _df_wire(tasks: dict, spans: dict, builtins: list[str], steps: list[dict]) -> None:
+    """The floor's wiring, as dag-factory `dependencies` (task -> its upstream tasks)."""
+    def deps(task_id: str) -> list:
+        return tasks[task_id].setdefault("dependencies", [])
+
+    for step in steps:
+        if step["replace"]:
+            continue
+        tasks[step["id"]] = _df_custom(step)
+        spans[step["id"]] = (step["id"], step["id"])
+    for up, down in zip(builtins, builtins[1:]):
+        deps(spans[down][0]).append(spans[up][1])
+    for step in steps:
+        if step["replace"]:
+            continue
+        for ref in step["after"] or ([] if step["before"] else [builtins[-1]]):
+            deps(spans[step["id"]][0]).append(spans[ref][1])
+        for ref in step["before"]:
+            deps(spans[ref][0]).append(spans[step["id"]][1])
+
+
+def _df_replaced(steps: list[dict], step_id: str, made: dict) -> dict:
+    step = next((s for s in steps if s["replace"] and s["id"] == step_id), None)
+    return _df_custom(step) if step else made
+
+
+def _df_dag(name: str, shape: dict, kind: str, section: dict) -> dict:
+    return {
+        "description": (shape["description"] or f"{kind} of {name}")[:500],
+        "start_date": shape["start_date"],
+        "tags": sorted({"dag_factory", kind, f"model:{name}", *shape["tags"]}),
+        "default_args": {"owner": shape["owner"], "retries": section["retries"],
+                         "retry_delay": _td(section["retry_delay_s"])},
+    }
+
+
+def _dagfactory_yaml(name: str, shape: dict) -> str:
+    """One model's DAGs in dag-factory 1.1.0's YAML: same DAG ids and task counts as the factory
+    (task ids inside deployment groups are `<target>_<step>`: dag-factory needs unique task keys)."""
+    doc: dict[str, Any] = {}
+    uri = f"x-dag-factory://models/{name}"
+    if t := shape.get("training"):
+        dag = _df_dag(name, shape, "training", t)
+        dag["schedule"] = _td(t["schedule"]) if isinstance(t["schedule"], int) else t["schedule"]
+        dag["max_active_runs"] = 1
+        dag["params"] = {"dataset_uri": t["dataset_uri"], "hyperparameters": t["hyperparameters"], "gates": t["gates"]}
+        steps = t["steps"]
+        tasks = {
+            "start_training": _df_replaced(steps, "start_training", _df_task(
+                op_kwargs={"model": name, "conn_id": "model_backend"})),
+            "wait_for_training": _df_replaced(steps, "wait_for_training", _df_task(op_kwargs={
+                "kind": "training", "job_task_id": "start_training", "poll_interval_s": t["poll_s"],
+                "timeout_s": t["timeout_s"], "deferrable": t["deferrable"]})),
+            "check_gates": _df_replaced(steps, "check_gates", _df_task()),
+            "publish": _df_replaced(steps, "publish", _df_task(op_kwargs={"model": name}, outlets=[uri])),
+        }
+        builtins = list(tasks)
+        _df_wire(tasks, {b: (b, b) for b in builtins}, builtins, steps)
+        dag["tasks"] = tasks
+        doc[f"{name}__train"] = dag
+    if d := shape.get("deployment"):
+        dag = _df_dag(name, shape, "deployment", d)
+        dag["schedule"] = [uri]
+        dag["max_active_runs"] = 1
+        dag["params"] = {"version": None}
+        steps = d["steps"]
+        tasks = {"resolve_version": _df_replaced(steps, "resolve_version", _df_task())}
+        spans = {"resolve_version": ("resolve_version", "resolve_version")}
+        groups, order = {}, ["resolve_version"]
+        for target in d["targets"]:
+            tname, group = target["name"], f"deploy_{target['name']}"
+            gates = target["gates"] if target["gates"] is not None else d["smoke_gates"]
+            groups[group] = {"tooltip": f"deploy to {tname}"}
+            ids = {s: f"{tname}_{s}" for s in ("deploy", "wait", "smoke_test", "rollback")}
+            tasks[ids["deploy"]] = _df_task(task_group_name=group, op_kwargs={
+                "model": name, "target": tname, "conn_id": "model_backend"})
+            tasks[ids["wait"]] = _df_task(task_group_name=group, dependencies=[ids["deploy"]], op_kwargs={
+                "kind": "deployment", "job_task_id": f"{group}.{ids['deploy']}", "poll_interval_s": d["poll_s"],
+                "timeout_s": d["smoke_timeout_s"]})
+            tasks[ids["smoke_test"]] = _df_task(task_group_name=group, dependencies=[ids["wait"]], op_kwargs={
+                "target": tname, "gates": gates, "wait_task_id": f"{group}.{ids['wait']}"})
+            if d["rollback"]:
+                tasks[ids["rollback"]] = _df_task(
+                    task_group_name=group, trigger_rule="one_failed", retries=max(d["retries"], 3),
+                    dependencies=[ids["deploy"], ids["wait"], ids["smoke_test"]],
+                    op_kwargs={"target": tname, "conn_id": "model_backend",
+                               "deploy_task_id": f"{group}.{ids['deploy']}"})
+            spans[group] = (ids["deploy"], ids["smoke_test"])
+            order.append(group)
+        tasks["deployed"] = _df_replaced(steps, "deployed", _df_task(
+            op_kwargs={"targets": [x["name"] for x in d["targets"]]}))
+        spans["deployed"] = ("deployed", "deployed")
+        order.append("deployed")
+        _df_wire(tasks, spans, order, steps)
+        dag["task_groups"] = groups
+        dag["tasks"] = tasks
+        doc[f"{name}__deploy"] = dag
+    if s := shape.get("streaming"):
+        dag = _df_dag(name, shape, "streaming", s)
+        dag["schedule"] = _td(s["every_s"])
+        dag["max_active_runs"] = s["max_active_runs"]
+        dag["params"] = {"partitions": s["partitions"], "batch_size": s["batch_size"]}
+        steps = s["steps"]
+        tasks = {
+            "plan_partitions": _df_replaced(steps, "plan_partitions", _df_task(
+                op_kwargs={"model": name, "conn_id": "model_backend"})),
+            "process_partition": _df_task(
+                map_index_template="partition {{ task.op_kwargs['partition'] }}",
+                expand={"op_kwargs": "plan_partitions.output"}),
+        }
+        builtins = list(tasks)
+        _df_wire(tasks, {b: (b, b) for b in builtins}, builtins, steps)
+        dag["tasks"] = tasks
+        doc[f"{name}__stream"] = dag
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120)
+
+
+# --------------------------------------------------------------------------- running the variants
+
+
+def project_python() -> Path:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return venv if venv.exists() else Path(sys.executable)
+
+
+def _child_env(home: Path, dags_folder: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "_AIRFLOW", "DAG_FACTORY")) and k not in ("PYTHONPATH",)}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        # Parsing needs no DB; a file here afterwards means something opened one (reported).
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0",  # measure to the end; limits are flagged in the table
+        # dag-factory 1.1.0's plugin reports DAG runs to Scarf unless told not to (no runs here; off anyway).
+        "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False",
+        "DO_NOT_TRACK": "1",
+        "SCARF_NO_ANALYTICS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def run_variant(workload: Workload, variant: str, *, python: Path | None = None, serialize: bool = True,
+                task_dag_id: str | None = None, profile: Path | None = None, keep_home: bool = False) -> dict[str, Any]:
+    """Parse one variant's entry file in a fresh process; returns the child's measurements plus
+    `ok` and `problems` (import errors, wrong DAG set or task counts, a DB touched, a crash)."""
+    wl = workload
+    extra: dict[str, str] = {}
+    env_files = [f"{LIVE_ENV}={wl.live_file}"]  # the same live data in every variant's environment
+    expected = dict(wl.expected)
+    watch: Path | None = None
+    if variant == "floor":
+        entry, dags_folder = wl.floor_file, wl.floor_file.parent
+    elif variant in ("factory", "factory_task"):
+        entry, dags_folder, watch = ENTRY_FILE, ENTRY_FILE.parent, wl.specs_dir
+        extra["DAG_FACTORY_SPECS"] = str(wl.specs_dir)
+        if variant == "factory_task":
+            dag_id = task_dag_id or wl.task_dag_id
+            extra["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id
+            extra["_AIRFLOW_PARSING_CONTEXT_TASK_ID"] = "deploy_" + _first_target(wl, dag_id) + ".deploy"
+            expected = {dag_id: wl.expected[dag_id]}
+    elif variant == "dagfactory110":
+        entry, dags_folder, watch = wl.dagfactory_entry, wl.dagfactory_entry.parent, wl.dagfactory_yaml_dir
+        extra["PYTHONPATH"] = str(wl.dagfactory_lib)
+    else:
+        raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+    result = run_child(entry, scratch=wl.folder / "runs", python=python, dags_folder=dags_folder, env=extra,
+                       env_files=env_files, watch=watch, serialize=serialize, profile=profile, keep_home=keep_home,
+                       label=variant)
+    result.update(variant=variant, models=wl.models)
+    if "dag_tasks" in result:
+        result["problems"].extend(_problems(result, expected))
+        result["ok"] = not result["problems"]
+    if result["ok"]:
+        result.pop("log_tail", None)
+    return result
+
+
+def run_child(entry: Path, *, scratch: Path, python: Path | None = None, dags_folder: Path | None = None,
+              env: dict[str, str] | None = None, env_files: list[str] = (), watch: Path | None = None,
+              serialize: bool = True, profile: Path | None = None, keep_home: bool = False,
+              label: str = "child") -> dict[str, Any]:
+    """Fill a DagBag from one DAG file in a fresh interpreter with its own temp AIRFLOW_HOME and
+    the counters installed; the child's measurements plus `ok`, `problems` and `wall_s`."""
+    python = python or project_python()
+    scratch.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix=f"{label}_home_", dir=scratch))
+    child = scratch / "child.py"
+    if not child.exists() or child.read_text() != CHILD:
+        child.write_text(CHILD)
+    out = home / "result.json"
+    cmd = [str(python), str(child), "--entry", str(entry), "--out", str(out)]
+    cmd += [arg for f in env_files for arg in ("--env-file", f)]
+    if watch:
+        cmd += ["--watch", str(watch)]
+    if not serialize:
+        cmd.append("--no-serialize")
+    if profile:
+        cmd += ["--profile", str(profile)]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=_child_env(home, dags_folder or entry.parent, env or {}), cwd=home,
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    result: dict[str, Any] = {"wall_s": time.perf_counter() - started, "problems": []}
+    if proc.returncode != 0 or not out.exists():
+        result["problems"].append(f"child exited {proc.returncode}: {(proc.stderr or proc.stdout)[-3000:]}")
+    else:
+        result.update(json.loads(out.read_text()))
+        if result["import_errors"]:
+            first = next(iter(result["import_errors"].items()))
+            result["problems"].append(f"{len(result['import_errors'])} import error(s); "
+                                      f"first {first[0]}: {first[1][-600:]}")
+        if (home / "airflow.db").exists():
+            result["problems"].append("the parse created the metadata DB (it should not touch one)")
+    result["ok"] = not result["problems"]
+    result["log_tail"] = (proc.stderr + proc.stdout)[-3000:]
+    if not keep_home:
+        shutil.rmtree(home, ignore_errors=True)
+    return result
+
+
+def _first_target(wl: Workload, dag_id: str) -> str:
+    name = dag_id.rpartition("__")[0]
+    shape = wl.shapes.get(wl.spec_of.get(name, "")) or {}
+    targets = (shape.get("deployment") or {}).get("targets") or [{"name": "x"}]
+    return targets[0]["name"]
+
+
+def _problems(result: dict, expected: dict[str, int]) -> list[str]:
+    """The DAG set and task counts against what the factory builds from the workload."""
+    out = []
+    got = result["dag_tasks"]
+    if set(got) != set(expected):
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        out.append(f"DAG set differs: {len(got)} DAGs, expected {len(expected)}; "
+                   f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                   f"unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}")
+    else:
+        wrong = [(d, got[d], n) for d, n in expected.items() if got[d] != n]
+        if wrong:
+            out.append(f"{len(wrong)} DAG(s) with another task count (dag, got, expected): {wrong[:5]}")
+    return out
+
+
+# --- dag-factory 1.1.0's own virtualenv ----------------------------------------------------------
+
+
+def ensure_dagfactory_env(venv: Path = DAGFACTORY_VENV, log=print) -> tuple[Path | None, str]:
+    """(python of a venv with dag-factory 1.1.0 + Airflow 3.3.2, "") or (None, why not).
+
+    Created once with `python -m venv` + pip (the project's constraints first, then unpinned)
+    and reused; never a project dependency. The folder ignores itself for git."""
+    python = venv / "bin" / "python"
+    check = ("import dagfactory, airflow; assert dagfactory.__version__ == '1.1.0', dagfactory.__version__; "
+             "print(airflow.__version__)")
+
+    def ready() -> bool:
+        if not python.exists():
+            return False
+        ok = subprocess.run([str(python), "-c", check], capture_output=True, text=True,
+                            env={**os.environ, "AIRFLOW_HOME": tempfile.gettempdir() + "/dagfactory110_check_home",
+                                 "AIRFLOW__DAG_FACTORY__ENABLE_TELEMETRY": "False", "DO_NOT_TRACK": "1"})
+        return ok.returncode == 0
+
+    if ready():
+        return python, ""
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    ignore = venv.parent / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    log(f"dagfactory110: creating {venv} (once; pip install {' '.join(DAGFACTORY_REQUIREMENTS)}) ...")
+    base = getattr(sys, "_base_executable", sys.executable)
+    made = subprocess.run([base, "-m", "venv", "--clear", str(venv)], capture_output=True, text=True)
+    if made.returncode != 0:
+        return None, f"python -m venv failed: {made.stderr.strip()[-500:]}"
+    attempts = [["-c", str(ROOT / "constraints.txt")], []]
+    why = ""
+    for extra in attempts:
+        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", *DAGFACTORY_REQUIREMENTS, *extra],
+                             capture_output=True, text=True, timeout=3600)
+        if pip.returncode == 0 and ready():
+            return python, ""
+        why = (pip.stderr or pip.stdout).strip()[-800:]
+    return None, f"pip could not install {' '.join(DAGFACTORY_REQUIREMENTS)}: {why}"
+
+
+# --------------------------------------------------------------------------- reporting
+
+_METRICS = ("import_s", "serialize_s", "rss_import_mb", "rss_mb", "variable_reads", "spec_file_opens",
+            "spec_dir_listings", "airflow_import_s", "dags", "tasks")
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["variant"], run["models"]), []).append(run)
+    floor = {n: _median([r["import_s"] for r in rs if r.get("ok")]) for (v, n), rs in groups.items() if v == "floor"}
+    floor_rss = {n: _median([r["rss_mb"] for r in rs if r.get("ok")]) for (v, n), rs in groups.items() if v == "floor"}
+    floor_rss_imp = {n: _median([r["rss_import_mb"] for r in rs if r.get("ok")])
+                     for (v, n), rs in groups.items() if v == "floor"}
+    out = []
+    for (variant, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], VARIANTS.index(kv[0][0]))):
+        good = [r for r in rs if r.get("ok")]
+        row: dict[str, Any] = {"variant": variant, "models": n, "runs": len(rs), "ok_runs": len(good)}
+        for m in _METRICS:
+            row[f"median_{m}"] = _median([r.get(m) for r in good])
+        row["min_import_s"] = min((r["import_s"] for r in good), default=None)
+        row["max_import_s"] = max((r["import_s"] for r in good), default=None)
+        row["max_variable_reads"] = max((r["variable_reads"] for r in good), default=None)
+        row["max_spec_files_read"] = max((len(r["spec_files_read"]) for r in good), default=None)
+        row["problems"] = sorted({p for r in rs for p in r.get("problems", [])})
+        fi, fr, fri = floor.get(n), floor_rss.get(n), floor_rss_imp.get(n)
+        full = variant != "factory_task"
+        row["import_x_floor"] = row["median_import_s"] / fi if full and fi and row["median_import_s"] else None
+        row["rss_x_floor"] = row["median_rss_mb"] / fr if full and fr and row["median_rss_mb"] else None
+        row["rss_import_x_floor"] = (row["median_rss_import_mb"] / fri
+                                     if full and fri and row["median_rss_import_mb"] else None)
+        out.append(row)
+    task_rows = sorted((r for r in out if r["variant"] == "factory_task"), key=lambda r: r["models"])
+    if task_rows and task_rows[0]["median_import_s"]:
+        base = task_rows[0]
+        for r in task_rows:
+            r["import_x_task_smallest_n"] = (r["median_import_s"] / base["median_import_s"]
+                                             if r["median_import_s"] else None)
+            r["task_baseline_models"] = base["models"]
+    return out
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def render_table(rows: list[dict]) -> str:
+    head = ("variant", "N", "DAGs", "import s", "serialize s", "import + serialize s", "RSS MB (import)",
+            "RSS MB (end)", "Variable reads", "spec files read", "import × floor", "RSS × floor")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        name = r["variant"] + ("" if r["ok_runs"] == r["runs"] else f" ({r['runs'] - r['ok_runs']} failed)")
+        reads = "—" if r["max_variable_reads"] is None else str(r["max_variable_reads"])
+        specs = "—" if r["variant"] == "floor" or r["max_spec_files_read"] is None else str(r["max_spec_files_read"])
+        imp, ser = r["median_import_s"], r["median_serialize_s"]
+        both = imp + ser if imp is not None and ser is not None else None
+        lines.append("| " + " | ".join((
+            name, str(r["models"]), _fmt(r["median_dags"], ".0f"),
+            _fmt(imp, ".2f") + (" ‡" if imp is not None and imp > DAGBAG_IMPORT_TIMEOUT_S else ""),
+            _fmt(ser, ".2f"), _fmt(both, ".2f") + (" †" if both is not None and both > DAG_FILE_PROCESSOR_TIMEOUT_S else ""),
+            _fmt(r["median_rss_import_mb"], ".0f"),
+            _fmt(r["median_rss_mb"], ".0f"), reads, specs,
+            _fmt(r["import_x_floor"], ".2f") + ("×" if r["import_x_floor"] else ""),
+            _fmt(r["rss_x_floor"], ".2f") + ("×" if r["rss_x_floor"] else ""),
+        )) + " |")
+    if any(" ‡" in line or " †" in line for line in lines):
+        lines.append("")
+        lines.append(f"‡ past Airflow's default `[core] dagbag_import_timeout` ({DAGBAG_IMPORT_TIMEOUT_S} s): the "
+                     "dag-processor would fail the file with an import timeout. † past the default `[dag_processor] "
+                     f"dag_file_processor_timeout` ({DAG_FILE_PROCESSOR_TIMEOUT_S} s) for parse + serialization.")
+    task = [r for r in rows if r.get("import_x_task_smallest_n") is not None]
+    if len(task) > 1:
+        lines.append("")
+        lines.append("factory_task (parsing context = one `__deploy` DAG), import time vs N="
+                     f"{task[0]['task_baseline_models']}: " + ", ".join(
+                         f"N={r['models']} {r['median_import_s']:.3f} s ({r['import_x_task_smallest_n']:.2f}×)"
+                         for r in task))
+    return "\n".join(lines)
+
+
+def print_profile(path: Path, top: int = 10, out=print) -> dict[str, list]:
+    """Top cumulative entries of a profile: inside dag_factory/airflow, and overall for context.
+    The DagBag fill's own call chain (>= 90% of the total) is left out: it says nothing."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt
+    entries = []
+    for (file, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+        entries.append((ct, tt, nc, file, line, func))
+    entries.sort(reverse=True)
+    chain_cutoff = 0.9 * max((e[0] for e in entries), default=0)
+
+    def short(file: str) -> str:
+        for marker in ("/site-packages/", str(ROOT) + "/"):
+            if marker in file:
+                return file.split(marker, 1)[1]
+        return file
+
+    ours = [e for e in entries if e[0] < chain_cutoff and ("/airflow/" in e[3] or "/dag_factory/" in e[3])]
+    overall = [e for e in entries if e[0] < chain_cutoff]
+    result = {}
+    for title, rows in (("inside dag_factory and airflow", ours[:top]), ("overall", overall[:top])):
+        out(f"\nprofile ({title}), total {total:.2f} s, by cumulative time:")
+        out(f"{'cum s':>8} {'own s':>8} {'calls':>9}  function")
+        for ct, tt, nc, file, line, func in rows:
+            out(f"{ct:8.3f} {tt:8.3f} {nc:9d}  {short(file)}:{line}({func})")
+        result[title] = [{"cumulative_s": ct, "own_s": tt, "calls": nc, "where": f"{short(file)}:{line}",
+                          "function": func} for ct, tt, nc, file, line, func in rows]
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--models", default="100,300,1000", help="comma-separated N (default 100,300,1000)")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions per variant and N (median reported)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"any of {','.join(VARIANTS)}")
+    parser.add_argument("--task-baseline", type=int, default=10,
+                        help="also measure factory_task at this N, the reference for 'stays flat' (0: off)")
+    parser.add_argument("--json", help="write all runs and medians here (default benchmarks/results/parse.json)")
+    parser.add_argument("--profile", metavar="VARIANT",
+                        help="afterwards, cProfile one parse of VARIANT at the largest N and print the top entries")
+    parser.add_argument("--profile-top", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="keep the generated workloads (path printed)")
+    args = parser.parse_args(argv)
+
+    sizes = sorted({int(x) for x in args.models.split(",") if x.strip()})
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in VARIANTS:
+            parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    if args.profile and args.profile not in VARIANTS:
+        parser.error(f"--profile: unknown variant {args.profile!r}")
+    notes: list[str] = []
+    pythons: dict[str, Path] = {v: project_python() for v in VARIANTS}
+    if "dagfactory110" in variants or args.profile == "dagfactory110":
+        df_python, why = ensure_dagfactory_env()
+        if df_python is None:
+            msg = f"dagfactory110 skipped: {why}"
+            print(msg, flush=True)
+            notes.append(msg)
+            variants = [v for v in variants if v != "dagfactory110"]
+        else:
+            pythons["dagfactory110"] = df_python
+
+    json_path = (Path(args.json) if args.json else ROOT / "benchmarks" / "results" / "parse.json").resolve()
+    tmp = Path(tempfile.mkdtemp(prefix="dag_factory_parse_bench_"))
+    runs: list[dict] = []
+    print(f"workloads in {tmp}; variants {', '.join(variants)}; N = {', '.join(map(str, sizes))}; "
+          f"{args.repeat} repetition(s); {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}", flush=True)
+    result: dict[str, Any] = {
+        "benchmark": "benchmarks/parse.py",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv[1:] if argv is None else argv,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_at_start": os.getloadavg()},
+        "models": sizes, "variants": variants, "repeat": args.repeat, "notes": notes,
+        "limits": {"dagbag_import_timeout_s": DAGBAG_IMPORT_TIMEOUT_S,
+                   "dag_file_processor_timeout_s": DAG_FILE_PROCESSOR_TIMEOUT_S},
+    }
+    try:
+        plan: list[tuple[int, list[str]]] = []
+        if "factory_task" in variants and args.task_baseline and args.task_baseline not in sizes:
+            plan.append((args.task_baseline, ["factory_task"]))
+        plan += [(n, variants) for n in sizes]
+        workloads: dict[int, Workload] = {}
+        for n, vs in plan:
+            t0 = time.perf_counter()
+            wl = workloads[n] = generate_workload(tmp / f"n{n}", n)
+            print(f"\nN={n}: {len(wl.expected)} DAGs, {sum(wl.expected.values())} tasks "
+                  f"(generated in {time.perf_counter() - t0:.1f} s; live snapshot "
+                  f"{wl.live_file.stat().st_size / 1024:.0f} KiB)", flush=True)
+            for rep in range(args.repeat):
+                for v in vs:
+                    r = run_variant(wl, v, python=pythons[v])
+                    r["repetition"] = rep
+                    runs.append(r)
+                    if r["ok"]:
+                        print(f"  [{rep + 1}/{args.repeat}] {v:14s} import {r['import_s']:7.2f} s  serialize "
+                              f"{_fmt(r['serialize_s'], '6.2f')} s  RSS {r['rss_mb']:6.0f} MB  "
+                              f"Variable reads {r['variable_reads']}  specs read {len(r['spec_files_read'])}",
+                              flush=True)
+                    else:
+                        print(f"  [{rep + 1}/{args.repeat}] {v:14s} FAILED: {r['problems'][0][:1500]}", flush=True)
+
+        rows = summarize(runs)
+        first = next((r for r in runs if r.get("ok")), {})
+        result.update(python=first.get("python"), airflow_version=first.get("airflow_version"),
+                      medians=rows, runs=runs, profile=None)
+        result["machine"]["load_at_end"] = os.getloadavg()
+        _write_json(json_path, result)
+        print("\n" + render_table(rows))
+        for r in rows:
+            for p in r["problems"]:
+                print(f"PROBLEM {r['variant']} N={r['models']}: {p[:2000]}")
+        for note in notes:
+            print(note)
+
+        if args.profile:
+            n = sizes[-1]
+            prof = json_path.with_suffix(f".{args.profile}.n{n}.prof")
+            r = run_variant(workloads[n], args.profile, python=pythons[args.profile], serialize=False, profile=prof)
+            if r["ok"] and prof.exists():
+                print(f"\ncProfile of {args.profile} at N={n}: import {r['import_s']:.2f} s under the profiler "
+                      f"(stats: {prof})")
+                result["profile"] = {"variant": args.profile, "models": n, "file": str(prof),
+                                     "import_s_profiled": r["import_s"], "top": print_profile(prof, args.profile_top)}
+            else:
+                print(f"\ncProfile of {args.profile} at N={n} failed: {r['problems'][:1]}")
+                result["profile"] = {"variant": args.profile, "models": n, "failed": r["problems"]}
+            _write_json(json_path, result)
+    finally:
+        if args.keep:
+            print(f"\nworkloads kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nJSON: {json_path}")
+    return 0 if all(r.get("ok") for r in runs) else 1
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
