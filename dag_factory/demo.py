@@ -364,12 +364,12 @@ def _migrate(reporter: Reporter) -> None:
 
 def _run_dags(spec: ModelSpec, backend: RunningBackend,
               reporter: Reporter) -> tuple[list[RunResult], dict[int, list[int]]]:
-    """train -> deploy(version) -> stream, stream; returns the runs and offsets after each stream."""
+    """sync -> train -> deploy(version) -> stream, stream; returns the runs and offsets after each stream."""
     from dag_factory.build.register import register_dags
 
+    runs: list[RunResult] = [_sync(reporter)]
     dags = register_dags({"__file__": str(ENTRY_FILE)})
     _shorten_retry_delays(dags.values())
-    runs: list[RunResult] = []
     version: str | None = None
     if spec.training is not None:
         train = _run(dags, spec.dag_id("training"), "train", reporter)
@@ -386,6 +386,23 @@ def _run_dags(spec: ModelSpec, backend: RunningBackend,
     if spec.streaming is not None:
         runs += _stream_twice(dags, spec, backend, reporter, offsets)
     return runs, offsets
+
+
+def _sync(reporter: Reporter) -> RunResult:
+    """Run the backend sync DAG first, as Airflow would, then hand its snapshot to this
+    (unsupervised) process the way the dag-processor sees it: the SDK reads Variables from
+    the metadata DB only in supervised processes, so AIRFLOW_VAR_* stands in here."""
+    from dag_factory.build.sync_dag import build_sync_dag
+    from dag_factory.live.store import LIVE_VARIABLE, db_read
+    from dag_factory.live.sync import SYNC_DAG_ID
+
+    sync_dag = build_sync_dag(entry_file=str(ENTRY_FILE))
+    sync_dag.fileloc = str(ENTRY_FILE.with_name("backend_sync.py"))
+    _shorten_retry_delays([sync_dag])
+    result = _run({SYNC_DAG_ID: sync_dag}, SYNC_DAG_ID, "sync", reporter)
+    if live := db_read():
+        os.environ[f"AIRFLOW_VAR_{LIVE_VARIABLE.upper()}"] = live
+    return result
 
 
 def _shorten_retry_delays(dags: Iterable[Any]) -> None:

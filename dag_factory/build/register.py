@@ -51,7 +51,7 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
     by_file: dict[str, list[SpecError]] = {}
     for error in result.errors:
         by_file.setdefault(error.file, []).append(error)
-    fleet, problems = plan_fleet(result.by_name(), snap)
+    fleet, problems = plan_fleet(result.by_name(), _only_model(snap, only))
     for problem in problems:
         log.warning("dag_factory: %s", problem)
     failed: set[str] = set()
@@ -79,6 +79,14 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
         if only is None or only == dag_id:
             dags[dag_id] = build_invalid_dag(file, errors)
     return dags
+
+
+def _only_model(snap: Mapping[str, Any] | None, only: str | None) -> Mapping[str, Any] | None:
+    """A task-run parse loads one spec; plan only that DAG's live model, not the whole fleet."""
+    if snap is None or only is None:
+        return snap
+    model = only.rpartition("__")[0]
+    return {**snap, "models": {k: v for k, v in (snap.get("models") or {}).items() if k == model}}
 
 
 def _files_for(dag_id: str, specs_dir: Path, snap: Mapping[str, Any] | None) -> list[Path] | None:

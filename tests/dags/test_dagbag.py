@@ -140,3 +140,28 @@ def test_task_run_parse_reads_only_its_own_spec(monkeypatch, specs_dir):
     assert list(dags) == ["demand_forecast__train"]
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "dag_factory_invalid__zz_broken")
     assert list(register_dags({}, specs_dir)) == ["dag_factory_invalid__zz_broken"]
+
+
+def test_task_run_parse_of_a_live_model_plans_only_that_model(monkeypatch, specs_dir):
+    import json as _json
+    import logging
+
+    from dag_factory.build.register import register_dags
+
+    models = {f"churn_{i:03d}": {"name": f"churn_{i:03d}", "spec": "churn_predictor", "status": "active",
+                                 "version": "v1", "updated_at": "2026-11-27T10:00:00Z"} for i in range(50)}
+    snap = {"format": 1, "models": models, "retired": [], "missing": {}, "rejected": {},
+            "expires_at": "2999-01-01T00:00:00+00:00"}
+    monkeypatch.setenv("AIRFLOW_VAR_DAG_FACTORY_LIVE_MODELS", _json.dumps(snap))
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "churn_007__stream")
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logger = logging.getLogger("dag_factory.build.register")
+    logger.addHandler(handler)
+    try:
+        dags = register_dags({}, specs_dir)
+    finally:
+        logger.removeHandler(handler)
+    assert list(dags) == ["churn_007__stream"]
+    assert not [w for w in warnings if "not in the specs folder" in w], warnings
