@@ -41,6 +41,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from dag_factory.backend.process import log_tail
+
 __all__ = ["Stack", "StackError", "start_stack", "PROFILES", "ADMIN_USER"]
 
 PROFILES = ("sqlite", "celery")
@@ -69,16 +71,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _airflow_cmd() -> list[str]:
     airflow = Path(sys.executable).with_name("airflow")
     return [str(airflow)] if airflow.exists() else [sys.executable, "-m", "airflow"]
-
-
-def _tail(path: Path, limit: int = 3000) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - limit))
-            return handle.read().decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def _child_preexec() -> None:  # pragma: no cover - runs in the child
@@ -212,7 +204,7 @@ class Stack:
         dead = {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
         if dead:
             raise StackError(f"stack process(es) exited: {dead}\n" + "\n".join(
-                f"--- {n} ---\n{_tail(self.log_path(n))}" for n in dead))
+                f"--- {n} ---\n{log_tail(str(self.log_path(n)))}" for n in dead))
 
     def stop(self) -> None:
         """Stop every process (SIGTERM to every group, then SIGKILL), drop the DB. Idempotent."""
@@ -358,7 +350,7 @@ class Stack:
             return f"(no task instances: {exc})"
 
     def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n{_tail(self.log_path(name))}" for name in self.commands)
+        return "\n".join(f"--- {name} ---\n{log_tail(str(self.log_path(name)))}" for name in self.commands)
 
 
 def _stop_all_at_exit() -> None:
@@ -496,7 +488,7 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
             except subprocess.TimeoutExpired as exc:
                 raise StackError(f"airflow db migrate took over {MIGRATE_TIMEOUT:.0f}s") from exc
         if result.returncode != 0:
-            raise StackError(f"airflow db migrate exited with {result.returncode}:\n{_tail(stack.log_path('db-migrate'))}")
+            raise StackError(f"airflow db migrate exited with {result.returncode}:\n{log_tail(str(stack.log_path('db-migrate')))}")
         for name in commands:
             stack.start_process(name)
         stack.wait_ready()
