@@ -148,8 +148,11 @@ def test_task_run_parse_of_a_live_model_plans_only_that_model(monkeypatch, specs
 
     from dag_factory.build.register import register_dags
 
-    models = {f"churn_{i:03d}": {"name": f"churn_{i:03d}", "spec": "churn_predictor", "status": "active",
-                                 "version": "v1", "updated_at": "2026-11-27T10:00:00Z"} for i in range(50)}
+    # Live models of other kinds too: a task-run parse loads only churn_predictor.yaml and must
+    # not plan (and warn about) models whose spec it never loaded.
+    models = {f"churn_{i:03d}": {"name": f"churn_{i:03d}", "spec": "churn_predictor" if i % 2 else "demand_forecast",
+                                 "status": "active", "version": "v1", "updated_at": "2026-11-27T10:00:00Z"}
+              for i in range(50)}
     snap = {"format": 1, "models": models, "retired": [], "missing": {}, "rejected": {},
             "expires_at": "2999-01-01T00:00:00+00:00"}
     monkeypatch.setenv("AIRFLOW_VAR_DAG_FACTORY_LIVE_MODELS", _json.dumps(snap))
