@@ -50,7 +50,47 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="churn_predictor", help="model to run (default: churn_predictor)")
     demo.add_argument("--home", help="Airflow home to use and keep (default: a temporary one, removed)")
     demo.add_argument("--keep", action="store_true", help="keep the temporary Airflow home and its log")
+    entry = sub.add_parser("entry-files", help="split the fleet across K entry files parsed in parallel "
+                                               "(same specs, same DAG ids); K=1 goes back to one file")
+    entry.add_argument("count", type=int, help="number of entry files K (1: dags/model_dags.py)")
+    entry.add_argument("--dags", default="dags", help="the DAGs folder (default: dags/)")
+
+    up = sub.add_parser("up", help="run the reference backend and a local Airflow (api-server, scheduler, "
+                                   "dag-processor, triggerer; SQLite) until Ctrl-C")
+    up.add_argument("--home", default=".airflow", help="Airflow home, kept between starts (default: .airflow)")
+    up.add_argument("--port", type=int, default=8080, help="Airflow UI/API port (default: 8080)")
+    up.add_argument("--backend-port", type=int, default=8800, help="reference backend port (default: 8800)")
+    up.add_argument("--project", default=".", help="folder holding specs/ and dags/ (default: .)")
     return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dag_factory.local import run_local
+
+    root = Path(args.project).resolve()
+    if not (root / "specs").is_dir() or not (root / "dags").is_dir():
+        print(f"dag-factory up: {root} has no specs/ and dags/ folders (use --project)", file=sys.stderr)
+        return EXIT_USAGE
+    return run_local(root=root, home=Path(args.home), port=args.port, backend_port=args.backend_port)
+
+
+def _entry_files(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dag_factory.build.shards import write_entry_files
+
+    if args.count < 1 or not Path(args.dags).is_dir():
+        print("dag-factory entry-files: K must be >= 1 and --dags an existing folder", file=sys.stderr)
+        return EXIT_USAGE
+    written, removed = write_entry_files(Path(args.dags), args.count)
+    for path in written:
+        print(f"wrote   {path}")
+    for path in removed:
+        print(f"removed {path}")
+    print(f"{args.dags}: {args.count} entry file(s)" + ("" if written or removed else " (unchanged)"))
+    return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -134,7 +174,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"validate": _validate, "dags": _dags, "backend": _backend, "sync": _sync, "status": _status, "demo": _demo}
+    handlers = {"validate": _validate, "dags": _dags, "backend": _backend, "sync": _sync, "status": _status,
+                "demo": _demo, "up": _up, "entry-files": _entry_files}
     return handlers[args.command](args)
 
 

@@ -289,7 +289,7 @@ def run_model(model: str, home: Path, reporter: Reporter) -> int:
         os.environ["AIRFLOW_CONN_MODEL_BACKEND"] = f"http://:{backend.token}@127.0.0.1:{backend.port}"
         reporter.step(f"reference backend on {backend.url} (job delay {JOB_DELAY:g}s), "
                       f"{len(specs)} live model(s) seeded")
-        _make_gates_pass(spec, backend, reporter)
+        make_gates_pass(spec, backend, reporter)
         runs, offsets = _run_dags(spec, backend, reporter)
         _report_backend(model, backend, reporter)
     _report_offsets(model, offsets, reporter)
@@ -301,14 +301,16 @@ def run_model(model: str, home: Path, reporter: Reporter) -> int:
 
 
 def seed_for(specs: Sequence[ModelSpec]) -> list[dict[str, Any]]:
-    """One live record per spec, with that spec's own targets, partitions and batch size."""
+    """One live record per spec, with that spec's own dataset, targets, partitions and batch
+    size (so its own checks, e.g. fraud_scorer's allowed dataset prefixes, pass)."""
     from dag_factory.backend.server import seed_records
 
     records: list[dict[str, Any]] = []
     for spec in specs:
         targets = [t.name for t in spec.deployment.targets] if spec.deployment else None
         stream = spec.streaming
-        records += seed_records([(spec.name, spec.name)], targets=targets,
+        dataset = spec.training.dataset_uri if spec.training else None
+        records += seed_records([(spec.name, spec.name)], targets=targets, dataset_uri=dataset,
                                 partitions=list(stream.partitions) if stream else None,
                                 **({"batch_size": stream.batch_size} if stream else {}))
     return records
@@ -330,7 +332,7 @@ def passing_metrics(gates: Iterable[Gate], defaults: dict[str, float]) -> dict[s
     return metrics
 
 
-def _make_gates_pass(spec: ModelSpec, backend: RunningBackend, reporter: Reporter) -> None:
+def make_gates_pass(spec: ModelSpec, backend: RunningBackend, reporter: Reporter | None = None) -> None:
     """The demo shows the path of a good model version. The reference backend reports the same
     metrics for every model, which some specs' gates reject (fraud_scorer wants auc >= 0.9):
     for those, it is told to report metrics that pass, and the report says so."""
@@ -340,15 +342,17 @@ def _make_gates_pass(spec: ModelSpec, backend: RunningBackend, reporter: Reporte
         metrics = passing_metrics(spec.training.gates, DEFAULT_TRAINING_METRICS)
         if metrics:
             backend.admin("PUT", f"/models/{spec.name}/training-metrics", {"metrics": metrics})
-            reporter.say(f"  backend: {spec.name}'s training runs report {_metrics(metrics)} "
-                         "(the backend's defaults would fail the spec's gates)")
+            if reporter:
+                reporter.say(f"  backend: {spec.name}'s training runs report {_metrics(metrics)} "
+                             "(the backend's defaults would fail the spec's gates)")
     for target in spec.deployment.targets if spec.deployment is not None else ():
         gates = target.gates if target.gates is not None else spec.deployment.smoke_gates
         metrics = passing_metrics(gates, DEFAULT_SMOKE_METRICS)
         if metrics:
             backend.admin("PUT", f"/targets/{target.name}/smoke", {"metrics": metrics})
-            reporter.say(f"  backend: smoke checks on {target.name} report {_metrics(metrics)} "
-                         "(the backend's defaults would fail the spec's gates)")
+            if reporter:
+                reporter.say(f"  backend: smoke checks on {target.name} report {_metrics(metrics)} "
+                             "(the backend's defaults would fail the spec's gates)")
 
 
 def _migrate(reporter: Reporter) -> None:
@@ -396,7 +400,7 @@ def _sync(reporter: Reporter) -> RunResult:
     from dag_factory.live.store import LIVE_VARIABLE, db_read
     from dag_factory.live.sync import SYNC_DAG_ID
 
-    sync_dag = build_sync_dag(entry_file=str(ENTRY_FILE))
+    sync_dag = build_sync_dag(dags_dir=str(DAGS_DIR))
     sync_dag.fileloc = str(ENTRY_FILE.with_name("backend_sync.py"))
     _shorten_retry_delays([sync_dag])
     result = _run({SYNC_DAG_ID: sync_dag}, SYNC_DAG_ID, "sync", reporter)

@@ -52,6 +52,7 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 STOP_TIMEOUT = 15.0
 MIGRATE_TIMEOUT = 300.0
 READY_TIMEOUT = 120.0
+API_ATTEMPTS = 4
 TERMINAL_RUN_STATES = ("success", "failed")
 
 _running: set["Stack"] = set()
@@ -260,13 +261,25 @@ class Stack:
 
     def api_response(self, method: str, path: str, json: Any = None, params: Mapping[str, Any] | None = None
                      ) -> requests.Response:
+        """One call, with a fresh token on 401 and up to API_ATTEMPTS tries on a 5xx or a dropped
+        connection (SQLite with several writer processes answers "database is locked" as a 500
+        now and then). Only send requests that are safe to repeat: see ``trigger``."""
         url = f"{self.base_url}/api/v2/{path.lstrip('/')}"
-        for attempt in (1, 2):
-            response = requests.request(method, url, json=json, params=params, timeout=60,
-                                        headers={"Authorization": f"Bearer {self.token(refresh=attempt == 2)}"})
-            if response.status_code != 401:
-                return response
-        return response
+        refresh = False
+        for attempt in range(1, API_ATTEMPTS + 1):
+            try:
+                response = requests.request(method, url, json=json, params=params, timeout=60,
+                                            headers={"Authorization": f"Bearer {self.token(refresh=refresh)}"})
+            except (requests.ConnectionError, requests.Timeout):
+                if attempt == API_ATTEMPTS:
+                    raise
+            else:
+                if response.status_code == 401 and not refresh:
+                    refresh = True
+                elif response.status_code < 500 or attempt == API_ATTEMPTS:
+                    return response
+            time.sleep(min(2.0 ** attempt, 8.0))
+        raise AssertionError("unreachable")
 
     def api(self, method: str, path: str, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
         """Authenticated call to ``/api/v2/<path>``; returns the JSON (None for 204), raises on >= 400."""
@@ -322,8 +335,16 @@ class Stack:
         self.api("PATCH", f"dags/{quote(dag_id, safe='')}", {"is_paused": False})
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
-        body = {"logical_date": None, "conf": dict(conf or {})}
-        return self.api("POST", f"dags/{quote(dag_id, safe='')}/dagRuns", body)["dag_run_id"]
+        """Start a run; returns its run id. The id is chosen here, so a retried POST whose
+        first try did reach the database answers 409 for the same run instead of a second run."""
+        run_id = f"api__{time.strftime('%Y%m%dT%H%M%S')}_{secrets.token_hex(3)}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
+        response = self.api_response("POST", f"dags/{quote(dag_id, safe='')}/dagRuns", json=body)
+        if response.status_code == 409 and self.run(dag_id, run_id)["dag_run_id"] == run_id:
+            return run_id
+        if response.status_code >= 400:
+            raise StackError(f"POST dags/{dag_id}/dagRuns: {response.status_code} {response.text[:1000]}")
+        return response.json()["dag_run_id"]
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.api("GET", f"dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}")
@@ -372,19 +393,37 @@ def _base_env(extra_env: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
+def _secrets(home: Path, keep: bool) -> dict[str, str]:
+    """Fernet key, API secrets and the admin password: new ones for a throwaway home; for a
+    kept home the ones of its first start (a new Fernet key could not read its Variables)."""
+    from cryptography.fernet import Fernet
+
+    path = home / "stack-secrets.json"
+    if keep and path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    values = {"fernet_key": Fernet.generate_key().decode(), "secret_key": secrets.token_hex(16),
+              "jwt_secret": secrets.token_hex(32), "password": secrets.token_urlsafe(12)}
+    if keep:
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(values, indent=1) + "\n", encoding="utf-8")
+    return values
+
+
 def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir: Path | str,
-                backend_url: str, backend_token: str, extra_env: Mapping[str, str] | None = None) -> Stack:
+                backend_url: str, backend_token: str, extra_env: Mapping[str, str] | None = None,
+                api_port: int | None = None, keep_home: bool = False) -> Stack:
     """Configure ``home`` as AIRFLOW_HOME for ``profile``, migrate, start the processes, wait
-    until the api-server and the scheduler are healthy. Use as a context manager."""
+    until the api-server and the scheduler are healthy. Use as a context manager.
+    ``keep_home``: a home that is started again (its secrets are kept in it)."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
-    from cryptography.fernet import Fernet
 
     home = Path(home).resolve()
     (home / "logs").mkdir(parents=True, exist_ok=True)
     backend = urlsplit(backend_url)
-    api_port = free_port()
-    password = secrets.token_urlsafe(12)
+    api_port = api_port or free_port()
+    keys = _secrets(home, keep_home)
+    password = keys["password"]
     passwords_file = home / "simple_auth_manager_passwords.json"
     passwords_file.write_text(json.dumps({ADMIN_USER: password}) + "\n", encoding="utf-8")
 
@@ -393,7 +432,7 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
         "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+        "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
         "AIRFLOW__CORE__PARALLELISM": "8",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__CORE__AUTH_MANAGER":
@@ -402,8 +441,8 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         # Shared secrets: every process must sign/verify the same JWTs.
-        "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+        "AIRFLOW__API__SECRET_KEY": keys["secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
@@ -432,6 +471,8 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
         "DAG_FACTORY_SPECS": str(Path(specs_dir).resolve()),
         "DAG_FACTORY_SYNC_INTERVAL": "1m",
         "AIRFLOW_CONN_MODEL_BACKEND": f"http://:{quote(backend_token, safe='')}@{backend.hostname}:{backend.port}",
+        # this stack's own API, for DAG_FACTORY_REPARSE=api (the sync asks for re-parses through it)
+        "AIRFLOW_CONN_AIRFLOW_API": f"http://{ADMIN_USER}:{quote(password, safe='')}@127.0.0.1:{api_port}",
         "PYTHONUNBUFFERED": "1",
     }
     project_root = str(Path(__file__).resolve().parents[1])

@@ -7,4 +7,4 @@ from pathlib import Path
 
 from dag_factory.build.sync_dag import build_sync_dag
 
-dag_factory_backend_sync = build_sync_dag(entry_file=str(Path(__file__).with_name("model_dags.py")))
+dag_factory_backend_sync = build_sync_dag(dags_dir=str(Path(__file__).parent))

@@ -453,11 +453,12 @@ def seed_records(
     targets: list[str] | None = None,
     partitions: list[int] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    dataset_uri: str | None = None,
 ) -> list[dict[str, Any]]:
     """Plausible LiveModel records for (model_name, spec_name) pairs.
 
     Each is active at version ``v1``, updated now, with a training dataset
-    and empty hyperparameters. ``deployment.targets`` is added only when
+    (``dataset_uri`` or ``s3://datasets/<model>/train.parquet``) and empty hyperparameters. ``deployment.targets`` is added only when
     ``targets`` is given and ``streaming`` only when ``partitions`` is.
     """
     stamp = now_rfc3339()
@@ -469,7 +470,8 @@ def seed_records(
             "status": "active",
             "version": "v1",
             "updated_at": stamp,
-            "training": {"dataset_uri": f"s3://datasets/{model}/train.parquet", "hyperparameters": {}},
+            "training": {"dataset_uri": dataset_uri or f"s3://datasets/{model}/train.parquet",
+                         "hyperparameters": {}},
         }
         if targets:
             record["deployment"] = {"targets": [{"name": target} for target in targets]}

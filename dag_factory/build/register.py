@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, MutableMapping
 
+from dag_factory.build.shards import Shard, check_shard, in_shard, select, shard_snapshot
 from dag_factory.live import snapshot
 from dag_factory.live.fleet import FleetModel, plan_fleet, spec_name_of
 from dag_factory.live.store import LIVE_VARIABLE, sdk_read
 from dag_factory.specs.errors import SpecError
-from dag_factory.specs.loader import LoadResult, load_specs
+from dag_factory.specs.loader import LoadResult, discover, load_specs
 from dag_factory.specs.model import DAG_SUFFIX, DagKind
 
 log = logging.getLogger(__name__)
@@ -43,20 +44,22 @@ def _builder(kind: DagKind) -> Callable[[FleetModel], Any]:
     return build
 
 
-def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: str | None = None) -> dict[str, Any]:
-    """DAG id -> DAG for every model of the fleet and every invalid file (or just `only`)."""
+def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: str | None = None,
+               shard: Shard | None = None) -> dict[str, Any]:
+    """DAG id -> DAG for every model of the fleet and every invalid file (or just `only`),
+    of one `shard` of the fleet when the fleet is split across entry files."""
     from dag_factory.build.invalid import build_invalid_dag, invalid_dag_id
 
     dags: dict[str, Any] = {}
     by_file: dict[str, list[SpecError]] = {}
     for error in result.errors:
         by_file.setdefault(error.file, []).append(error)
-    fleet, problems = plan_fleet(result.by_name(), _only_model(snap, only))
+    fleet, problems = plan_fleet(result.by_name(), _only_model(shard_snapshot(snap, shard), only))
     for problem in problems:
         log.warning("dag_factory: %s", problem)
     failed: set[str] = set()
     for model in fleet:
-        if model.spec.source in failed:
+        if model.spec.source in failed or not in_shard(model.spec.name, shard):
             continue
         built = {}
         for kind in model.spec.kinds:
@@ -76,7 +79,7 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
         dags.update(built)
     for file, errors in sorted(by_file.items()):
         dag_id = invalid_dag_id(file)
-        if only is None or only == dag_id:
+        if (only is None or only == dag_id) and in_shard(Path(file).stem, shard):
             dags[dag_id] = build_invalid_dag(file, errors)
     return dags
 
@@ -136,19 +139,23 @@ def read_live_snapshot() -> dict[str, Any] | None:
     return snap
 
 
-def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Build the DAGs and put them into `namespace` (the entry file's globals())."""
+def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathLike | None = None,
+                  shard: Shard | None = None) -> dict[str, Any]:
+    """Build the DAGs and put them into `namespace` (the entry file's globals()).
+    `shard=(i, K)`: only the i-th of K parts of the fleet (see dag_factory.build.shards)."""
     from airflow.sdk import get_parsing_context
 
+    shard = check_shard(shard)
     folder = Path(specs_dir) if specs_dir else specs_dir_for(namespace.get("__file__"))
     wanted = get_parsing_context().dag_id
     snap = read_live_snapshot()
-    paths = (_files_for(wanted, folder, snap) if wanted else None) or [folder]
+    paths = (_files_for(wanted, folder, snap) if wanted else None) or \
+        ([folder] if shard is None else select(discover([folder]), shard))
     result = relative_to(load_specs(paths, check_imports=False), folder.parent)
     if result.errors:
         log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
                     ", ".join(result.invalid_files))
-    dags = build_dags(result, snap, only=wanted)
+    dags = build_dags(result, snap, only=wanted, shard=shard)
     if entry_file := namespace.get("__file__"):
         for dag in dags.values():
             dag.fileloc = str(entry_file)  # what DagBag would set; right for dag.test() users too

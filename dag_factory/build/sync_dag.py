@@ -12,9 +12,9 @@ from dag_factory.runtime import BACKEND_CONN_ID
 from dag_factory.specs.timing import parse_duration
 
 
-def build_sync_dag(entry_file: str | None = None) -> DAG:
-    """Every $DAG_FACTORY_SYNC_INTERVAL (default 5m), one active run at most. `entry_file` is
-    touched after a change so the dag-processor re-parses it at once."""
+def build_sync_dag(dags_dir: str | None = None) -> DAG:
+    """Every $DAG_FACTORY_SYNC_INTERVAL (default 5m), one active run at most. The entry files
+    in `dags_dir` are re-parsed at once after a change (dag_factory.live.reparse)."""
     with DAG(
         dag_id=SYNC_DAG_ID,
         schedule=parse_duration(setting("SYNC_INTERVAL", "5m")),
@@ -28,5 +28,5 @@ def build_sync_dag(entry_file: str | None = None) -> DAG:
         default_args={"owner": "dag_factory", "retries": 1, "retry_delay": parse_duration("30s")},
         auto_register=False,
     ) as dag:
-        python_task("sync_live_models", sync_task, conn_id=BACKEND_CONN_ID, entry_file=entry_file)
+        python_task("sync_live_models", sync_task, conn_id=BACKEND_CONN_ID, dags_dir=dags_dir)
     return dag

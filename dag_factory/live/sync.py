@@ -59,32 +59,25 @@ def sync_once(client: BackendClient, read: Reader, write: Writer,
     return report
 
 
-def request_reparse(entry_file: str | None) -> bool:
-    """Touch the entry file so a dag-processor with `file_parsing_sort_mode = modified_time`
-    re-parses it now instead of after `min_file_process_interval`. Works where the worker and
-    the dag-processor share the DAGs folder (LocalExecutor, a shared volume)."""
-    if not entry_file or setting("REPARSE_ON_CHANGE", "true").lower() not in ("1", "true", "yes"):
-        return False
-    try:
-        os.utime(entry_file)
-    except OSError as exc:
-        log.warning("could not touch %s to request a re-parse: %s", entry_file, exc)
-        return False
-    log.info("touched %s: the dag-processor re-parses it on its next loop", entry_file)
-    return True
-
-
-def sync_task(conn_id: str, entry_file: str | None = None) -> dict[str, Any]:
-    """The sync DAG's task: its return value (XCom) is the run's summary."""
+def sync_task(conn_id: str, dags_dir: str | None = None) -> dict[str, Any]:
+    """The sync DAG's task: its return value (XCom) is the run's summary. Afterwards (also when
+    the backend could not be read) it asks for a re-parse of the entry files whose inputs
+    changed: see dag_factory.live.reparse."""
+    from dag_factory.build.register import specs_dir_for
+    from dag_factory.live.reparse import request_reparse
     from dag_factory.live.store import sdk_read, sdk_write
 
-    with BackendClient.from_connection(conn_id) as client:
-        report = sync_once(client, sdk_read, sdk_write)
-    if report.written and report.reason == "content changed":
-        request_reparse(entry_file)
+    live_changed = False
+    try:
+        with BackendClient.from_connection(conn_id) as client:
+            report = sync_once(client, sdk_read, sdk_write)
+        live_changed = report.written and report.reason == "content changed"
+    finally:
+        specs_dir = specs_dir_for(os.path.join(dags_dir, "model_dags.py")) if dags_dir else None
+        reparse = request_reparse(dags_dir, specs_dir, live_changed)
     for line in report.lines():
         (log.warning if line.startswith("REJECTED") else log.info)("%s", line)
     return {"written": report.written, "reason": report.reason, "added": list(report.added),
             "changed": list(report.changed), "retired": list(report.retired),
             "removed_after_missing": list(report.removed_missing), "missing": dict(report.missing),
-            "rejected": dict(report.rejected)}
+            "rejected": dict(report.rejected), "reparse": reparse}

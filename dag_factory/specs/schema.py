@@ -4,56 +4,88 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-from referencing import Registry, Resource
+if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid document
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS_ENV = "DAG_FACTORY_SCHEMAS"
+SOURCE_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"  # exists in a source checkout only
 SPEC_SCHEMA = "spec.schema.json"
 DEFAULTS_SCHEMA = "defaults.schema.json"
 LIVE_SCHEMA = "live_model.schema.json"
 
 
+def schema_dir() -> Path:
+    """$DAG_FACTORY_SCHEMAS, else schemas/ of the source checkout. An installed (non-editable)
+    package has no schemas/ beside it: the image sets $DAG_FACTORY_SCHEMAS."""
+    env = os.environ.get(SCHEMAS_ENV)
+    folder = Path(env) if env else SOURCE_SCHEMA_DIR
+    if not (folder / SPEC_SCHEMA).is_file():
+        raise FileNotFoundError(
+            f"dag_factory: no {SPEC_SCHEMA} in {folder} (${SCHEMAS_ENV} {'is ' + repr(env) if env else 'is not set'});"
+            f" set ${SCHEMAS_ENV} to the folder holding the project's schemas/ files")
+    return folder
+
+
 @lru_cache(maxsize=None)
-def validator(name: str) -> Draft202012Validator:
-    """A validator for one schema file in schemas/, with its $refs inlined.
+def _document(name: str) -> Any:
+    return json.loads((schema_dir() / name).read_text())
 
-    Our schemas are not recursive, and resolving $ref on every value was more than half
-    of the validation time; inlining once makes loading 1,000 specs about twice as fast.
+
+@lru_cache(maxsize=None)
+def inlined(name: str) -> dict:
+    """One schema file of schemas/ with its $refs inlined (ours are local, not recursive).
+
+    Resolving $ref on every value was more than half of jsonschema's validation time; and
+    doing it here keeps jsonschema (and `referencing`) out of a parse of valid specs.
     """
-    registry = Registry().with_resources(
-        (path.name, Resource.from_contents(json.loads(path.read_text())))
-        for path in sorted(SCHEMA_DIR.glob("*.schema.json"))
-    )
-    resolver = registry.resolver(base_uri=name)
-    return Draft202012Validator(_inline(registry.contents(name), resolver, depth=0))
+    return _inline(_document(name), name, depth=0)
 
 
-def _inline(node: Any, resolver: Any, depth: int) -> Any:
+def _pointer(name: str, ref: str) -> tuple[Any, str]:
+    """The node a `[file]#/json/pointer` reference names, and the file it is in."""
+    file, _, pointer = ref.partition("#")
+    file = file or name
+    node = _document(file)
+    for part in filter(None, pointer.split("/")):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node, file
+
+
+def _inline(node: Any, name: str, depth: int) -> Any:
     if depth > 20:
         raise ValueError("schema $refs nest too deeply (recursive schemas are not inlined)")
     if isinstance(node, list):
-        return [_inline(item, resolver, depth) for item in node]
+        return [_inline(item, name, depth) for item in node]
     if not isinstance(node, dict):
         return node
     if isinstance(node.get("$ref"), str):
-        resolved = resolver.lookup(node["$ref"])
-        target = _inline(resolved.contents, resolved.resolver, depth + 1)
-        siblings = {k: _inline(v, resolver, depth) for k, v in node.items() if k != "$ref"}
+        resolved, file = _pointer(name, node["$ref"])
+        target = _inline(resolved, file, depth + 1)
+        siblings = {k: _inline(v, name, depth) for k, v in node.items() if k != "$ref"}
         merged = {**target, **siblings}  # siblings (a description) win, as in 2020-12
         if "description" in target and "description" in siblings:
             merged["$comment"] = target["description"]  # the format's own explanation, for hints
         return merged
-    return {k: _inline(v, resolver, depth) for k, v in node.items() if k != "$defs"}
+    return {k: _inline(v, name, depth) for k, v in node.items() if k != "$defs"}
+
+
+@lru_cache(maxsize=None)
+def validator(name: str) -> "Draft202012Validator":
+    """jsonschema's validator for one schema: it explains what is wrong, with paths."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(inlined(name))
 
 
 @lru_cache(maxsize=None)
 def schema_text(name: str) -> str:
-    return (SCHEMA_DIR / name).read_text()
+    return (schema_dir() / name).read_text()
 
 
 class Problem:
@@ -74,7 +106,7 @@ def _fast_is_valid(name: str) -> Callable[[Any], bool]:
         import jsonschema_rs
     except ImportError:  # optional accelerator, like libyaml for PyYAML
         return validator(name).is_valid
-    return jsonschema_rs.validator_for(validator(name).schema).is_valid
+    return jsonschema_rs.validator_for(inlined(name)).is_valid
 
 
 def check(instance: Any, schema_name: str) -> list[Problem]:
@@ -88,7 +120,7 @@ def check(instance: Any, schema_name: str) -> list[Problem]:
     return problems
 
 
-def _explain(error: ValidationError) -> Iterator[Problem]:
+def _explain(error: "ValidationError") -> Iterator[Problem]:
     path = tuple(error.absolute_path)
     kind, schema, value = error.validator, error.schema, error.instance
     description = schema.get("description") if isinstance(schema, dict) else None
@@ -123,8 +155,10 @@ def _explain(error: ValidationError) -> Iterator[Problem]:
         yield Problem(path, _short(error.message), description)
 
 
-def _deepest(errors: list[ValidationError]) -> ValidationError:
+def _deepest(errors: list["ValidationError"]) -> "ValidationError":
     """Of a oneOf's branch errors, the one that got furthest into the value."""
+    from jsonschema.exceptions import best_match
+
     return best_match(errors, key=lambda e: (len(e.absolute_path), e.validator not in ("type", "oneOf")))
 
 

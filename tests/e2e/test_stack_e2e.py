@@ -27,13 +27,10 @@ TRAIN, DEPLOY, STREAM = f"{MODEL}__train", f"{MODEL}__deploy", f"{MODEL}__stream
 SYNC = "dag_factory_backend_sync"
 STREAM_LENGTH = 300
 RUN_TIMEOUT = 150
+LIVE_EU = {"name": "churn_eu", "spec": MODEL, "status": "paused", "version": "v1",
+           "updated_at": "2026-11-27T10:00:00Z", "streaming": {"partitions": [0], "batch_size": 50}}
 
 pytestmark = pytest.mark.e2e
-
-
-class _Quiet:
-    def say(self, *args, **kwargs) -> None:
-        pass
 
 
 def _say(message: str) -> None:
@@ -46,6 +43,18 @@ def _manual_only(specs: Path) -> None:
     path = specs / f"{MODEL}.yaml"
     text = path.read_text()
     path.write_text(text.replace('schedule: "0 3 * * *"', "schedule: null"))
+
+
+def _quick_training_retries(specs: Path) -> None:
+    """Training retries after 10 s instead of 5 min, so the backend-down case fits a test."""
+    path = specs / "_defaults.yaml"
+    text = path.read_text()
+    assert "  retries: 2\n  retry_delay: 5m\n" in text, "specs/_defaults.yaml changed: update this test"
+    path.write_text(text.replace("  retries: 2\n  retry_delay: 5m\n", "  retries: 2\n  retry_delay: 10s\n", 1))
+
+
+def _task_states(stack: Stack, dag_id: str, run_id: str) -> dict[str, str]:
+    return {t["task_id"]: t["state"] for t in stack.task_instances(dag_id, run_id)}
 
 
 def _training_jobs(backend, run_id: str | None = None) -> list[dict]:
@@ -73,7 +82,7 @@ def _deploy_run_for(stack: Stack, training_run_id: str):
 
 @pytest.mark.parametrize("profile", ["celery", "sqlite"])
 def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
-    from dag_factory.demo import _make_gates_pass, seed_for
+    from dag_factory.demo import make_gates_pass, seed_for
     from dag_factory.specs import load_specs
 
     timings: dict[str, float] = {}
@@ -81,34 +90,42 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
     specs = tmp_path / "specs"
     shutil.copytree(SPECS, specs)
     _manual_only(specs)
+    _quick_training_retries(specs)
     home = Path(tempfile.mkdtemp(prefix=f"dag_factory_e2e_{profile}_"))
     loaded = [s for s in load_specs([specs], check_imports=False).specs if not s.template]
 
     with start_backend(job_delay=2.0, token=secrets.token_hex(16), log_path=str(home / "backend.log")) as backend:
         backend.admin("POST", "/models", seed_for(loaded))
         for spec in loaded:
-            _make_gates_pass(spec, backend, _Quiet())
+            make_gates_pass(spec, backend)
         for partition in (0, 1, 2, 3):
             backend.admin("PUT", f"/streams/{MODEL}/{partition}", {"length": STREAM_LENGTH})
 
         t0 = time.monotonic()
+        # Parse on change, not on a timer: the dag-processor would re-parse each file only every
+        # 10 minutes; the sync asks for a re-parse when live data or a spec changed (celery: by
+        # touching the entry file; sqlite: through the REST API's parseDagFile).
+        on_change = {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+                     "AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE": "modified_time",
+                     "DAG_FACTORY_REPARSE": "touch" if profile == "celery" else "api"}
         stack = start_stack(profile, home, dags_folder=DAGS, specs_dir=specs,
-                            backend_url=backend.url, backend_token=backend.token)
+                            backend_url=backend.url, backend_token=backend.token, extra_env=on_change)
         with stack:
             timings["start"] = time.monotonic() - t0
             _say(f"{profile}: stack up in {timings['start']:.0f}s, home {home}")
             try:
                 # 1. the sync DAG runs; the model DAGs appear; no import errors
                 t0 = time.monotonic()
-                stack.wait_dag(SYNC, 120)
+                for dag_id in (SYNC, TRAIN, DEPLOY, STREAM, "demand_forecast__train", "fraud_scorer__train"):
+                    stack.wait_dag(dag_id, 120)  # from the specs, at the first parse
+                backend.admin("POST", "/models", [LIVE_EU])  # a new live model: its DAGs follow the sync
                 sync_run = stack.trigger(SYNC)
-                for dag_id in (TRAIN, DEPLOY, STREAM, "demand_forecast__train", "fraud_scorer__train"):
-                    stack.wait_dag(dag_id, 120)
+                stack.wait_dag(f"{LIVE_EU['name']}__train", 90)
                 _assert_run(stack, SYNC, sync_run, 120)
                 errors = stack.api("GET", "importErrors")
                 assert errors["total_entries"] == 0, errors
                 dag_ids = {d["dag_id"] for d in stack.api("GET", "dags", params={"limit": 100})["dags"]}
-                assert {TRAIN, DEPLOY, STREAM} <= dag_ids, dag_ids
+                assert {TRAIN, DEPLOY, STREAM, "churn_eu__train", "churn_eu__stream"} <= dag_ids, dag_ids
                 assert not any(d.startswith("dag_factory_invalid__") for d in dag_ids), dag_ids
                 timings["sync+dags"] = time.monotonic() - t0
                 _say(f"{profile}: sync ok, {len(dag_ids)} DAGs in {timings['sync+dags']:.0f}s")
@@ -143,7 +160,30 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
                 timings["stream"] = time.monotonic() - t0
                 _say(f"{profile}: stream ok in {timings['stream']:.0f}s")
 
-                # 4. kill the celery worker during the training wait, restart it
+                # 4. the backend goes down for a while: the DAGs stay, tasks retry, and succeed
+                # once it is back (a training run with one job; the sync catches up)
+                t0 = time.monotonic()
+                backend.stop()
+                down_run = stack.trigger(TRAIN)
+                down_sync = stack.trigger(SYNC)
+                stack.wait_for(lambda: _task_states(stack, TRAIN, down_run).get("start_training") == "up_for_retry",
+                               120, "start_training to fail on the unreachable backend and wait for its retry")
+                stack.wait_for(lambda: _task_states(stack, SYNC, down_sync).get("sync_live_models")
+                               in ("up_for_retry", "failed"), 120, "the sync task to fail on the unreachable backend")
+                assert stack.api("GET", "importErrors")["total_entries"] == 0
+                for dag_id in (TRAIN, DEPLOY, STREAM, "demand_forecast__train", "fraud_scorer__train"):
+                    assert not stack.dag(dag_id)["is_stale"], f"{dag_id} went stale while the backend was down"
+                _say(f"{profile}: backend down; training and sync wait for their retries, DAGs stay")
+                backend.start()
+                _assert_run(stack, TRAIN, down_run, 180)
+                assert len(_training_jobs(backend, down_run)) == 1, _training_jobs(backend, down_run)
+                tries = {t["task_id"]: t["try_number"] for t in stack.task_instances(TRAIN, down_run)}
+                assert tries["start_training"] >= 2, tries
+                _assert_run(stack, SYNC, down_sync, 120)
+                timings["backend-down"] = time.monotonic() - t0
+                _say(f"{profile}: backend down and back ok in {timings['backend-down']:.0f}s")
+
+                # 5. kill the celery worker during the training wait, restart it
                 if profile == "celery":
                     t0 = time.monotonic()
                     backend.admin("PUT", "/settings", {"job_delay": 20.0})
@@ -164,23 +204,23 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
                     timings["worker-kill"] = time.monotonic() - t0
                     _say(f"{profile}: worker kill ok in {timings['worker-kill']:.0f}s")
 
-                # 5. a spec made invalid while the stack runs; the others keep running; fixing it
+                # 6. a spec made invalid while the stack runs; the others keep running; fixing it
                 t0 = time.monotonic()
                 bad = specs / "demand_forecast.yaml"
                 good_text = bad.read_text()
                 bad.write_text(re.sub(r"\n  schedule:", "\n  schedual:", good_text, count=1))
                 invalid = "dag_factory_invalid__demand_forecast"
-                stack.wait_dag(invalid, 90)
+                stack.wait_dag(invalid, 150)  # the next sync (every minute) sees the edit
                 # (churn_predictor: its training is manual-only here, so no scheduled run holds its
                 # one active-run slot; fraud_scorer's scheduled run may sit in a 5-minute retry)
                 other = stack.trigger(TRAIN)
                 _assert_run(stack, TRAIN, other)
                 assert len(_training_jobs(backend, other)) == 1
                 bad.write_text(good_text)
-                stack.wait_for(lambda: (stack.dag(invalid) or {"is_stale": True})["is_stale"], 90,
+                stack.wait_for(lambda: (stack.dag(invalid) or {"is_stale": True})["is_stale"], 150,
                                f"{invalid} to go away after the fix")
                 stack.wait_for(lambda: not (stack.dag("demand_forecast__train") or {"is_stale": True})["is_stale"],
-                               90, "demand_forecast__train to be back")
+                               150, "demand_forecast__train to be back")
                 timings["invalid-spec"] = time.monotonic() - t0
                 _say(f"{profile}: invalid spec ok in {timings['invalid-spec']:.0f}s")
             except BaseException:

@@ -89,16 +89,35 @@ def test_no_snapshot_builds_from_specs_and_says_so(fast_specs):
 
 def test_an_unchanged_listing_writes_nothing(run_dag, backend):
     entry = DAGS / "model_dags.py"
-    os.utime(entry, (1_000_000_000, 1_000_000_000))
-    assert run_dag(SYNC).state == "success"
-    assert entry.stat().st_mtime > 1_000_000_000  # a change asks the dag-processor to re-parse
-    os.utime(entry, (1_000_000_000, 1_000_000_000))
-    first = airflow_variable(LIVE_VARIABLE)
-    result = run_dag(SYNC)
-    assert result.state == "success" and "no write (unchanged and fresh)" in result.log
-    assert airflow_variable(LIVE_VARIABLE) == first
-    assert entry.stat().st_mtime == 1_000_000_000  # no change, no re-parse request
-    os.utime(entry)
+    later = time.time() + 3600  # newer than every spec: only a live change asks for a re-parse
+    os.utime(entry, (later, later))
+    try:
+        assert run_dag(SYNC).state == "success"
+        assert entry.stat().st_mtime < later  # a change asks the dag-processor to re-parse
+        os.utime(entry, (later, later))
+        first = airflow_variable(LIVE_VARIABLE)
+        result = run_dag(SYNC)
+        assert result.state == "success" and "no write (unchanged and fresh)" in result.log
+        assert airflow_variable(LIVE_VARIABLE) == first
+        assert entry.stat().st_mtime == later  # no change, no re-parse request
+    finally:
+        os.utime(entry)
+
+
+def test_a_spec_edited_since_the_last_parse_asks_for_a_re_parse(run_dag, backend, fast_specs):
+    entry = DAGS / "model_dags.py"
+    later = time.time() + 3600
+    assert run_dag(SYNC).state == "success"  # live data written
+    os.utime(entry, (later, later))
+    try:
+        assert run_dag(SYNC).state == "success"
+        assert entry.stat().st_mtime == later  # nothing new
+        os.utime(fast_specs / "demand_forecast.yaml", (later + 5, later + 5))  # edited "after" the parse
+        result = run_dag(SYNC)
+        assert result.state == "success" and "asked the dag-processor to re-parse model_dags.py (touch)" in result.log
+        assert entry.stat().st_mtime < later
+    finally:
+        os.utime(entry)
 
 
 def test_models_appear_retire_and_survive_one_missing_listing(run_dag, backend, monkeypatch):

@@ -1,0 +1,158 @@
+"""Ask Airflow to re-parse the entry files when what they build from has changed.
+
+With a long `[dag_processor] min_file_process_interval` the dag-processor stops re-parsing an
+unchanged fleet every 30 s; this is how changes still show up within seconds. The sync task
+calls it after each run:
+
+- live data changed (the snapshot Variable was rewritten): every entry file;
+- a spec file (or `_defaults.yaml`, or the folder: a file added or removed) is newer than
+  the entry file that builds it: that entry file.
+
+Two ways, `$DAG_FACTORY_REPARSE`:
+
+- ``touch`` (default): set the entry file's mtime; a dag-processor with
+  `file_parsing_sort_mode = modified_time` re-parses a file whose mtime is newer than its
+  last parse on its next loop. Needs the worker to share the DAGs folder with the
+  dag-processor (LocalExecutor, one machine, a shared volume).
+- ``api``: `PUT /api/v2/parseDagFile/{file_token}` on the api-server named by the Airflow
+  connection `$DAG_FACTORY_AIRFLOW_API_CONN` (default ``airflow_api``: host, port, login,
+  password of a user allowed to edit DAGs); for workers that do not share the DAGs folder.
+  A spec change is a spec file newer than the entry file's last parse (as the API reports it).
+- ``off``: nothing; changes wait for `min_file_process_interval`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from dag_factory.build.shards import entry_files, in_shard, shard_of_file
+
+log = logging.getLogger(__name__)
+MODES = ("touch", "api", "off")
+API_CONN_DEFAULT = "airflow_api"
+API_PAGE = 1000
+API_TIMEOUT = 30
+
+
+def mode() -> str:
+    value = os.environ.get("DAG_FACTORY_REPARSE", "").strip().lower()
+    if not value:  # the earlier switch, still honoured
+        legacy = os.environ.get("DAG_FACTORY_REPARSE_ON_CHANGE", "true").strip().lower()
+        return "touch" if legacy in ("1", "true", "yes") else "off"
+    if value not in MODES:
+        raise ValueError(f"$DAG_FACTORY_REPARSE must be one of {', '.join(MODES)}, not {value!r}")
+    return value
+
+
+def newest_spec_change(specs_dir: Path, shard: tuple[int, int] | None) -> float:
+    """Newest mtime among the shard's spec files, `_defaults.yaml` and the folder itself."""
+    newest = 0.0
+    try:
+        newest = specs_dir.stat().st_mtime  # changes when a file is added, removed or renamed
+        for path in specs_dir.iterdir():
+            if path.suffix in (".yaml", ".yml") and (path.name.startswith("_") or in_shard(path.stem, shard)):
+                newest = max(newest, path.stat().st_mtime)
+    except OSError as exc:
+        log.warning("could not read %s to look for spec changes: %s", specs_dir, exc)
+    return newest
+
+
+def files_to_reparse(dags_dir: Path, specs_dir: Path, live_changed: bool,
+                     parsed_at: dict[str, float] | None = None) -> list[Path]:
+    """The entry files whose inputs changed since they were last parsed (`parsed_at`: file
+    name -> epoch seconds of its last parse; default: the file's own mtime)."""
+    wanted = []
+    for entry in entry_files(dags_dir):
+        last = (parsed_at or {}).get(entry.name)
+        if last is None:
+            last = entry.stat().st_mtime if parsed_at is None else 0.0
+        if live_changed or newest_spec_change(specs_dir, shard_of_file(entry)) > last:
+            wanted.append(entry)
+    return wanted
+
+
+def touch(files: Iterable[Path]) -> list[str]:
+    done = []
+    for path in files:
+        try:
+            os.utime(path)
+            done.append(path.name)
+        except OSError as exc:
+            log.warning("could not touch %s to request a re-parse: %s", path, exc)
+    return done
+
+
+class AirflowApi:
+    """Just enough of Airflow's REST API: a JWT from /auth/token, the DAG list, parseDagFile."""
+
+    def __init__(self, conn_id: str) -> None:
+        import requests
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+        scheme = conn.schema or (conn.extra_dejson or {}).get("scheme") or "http"
+        self.base = f"{scheme}://{conn.host}{':%s' % conn.port if conn.port else ''}".rstrip("/")
+        self.session = requests.Session()
+        response = self.session.post(f"{self.base}/auth/token", timeout=API_TIMEOUT,
+                                     json={"username": conn.login, "password": conn.password})
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"POST {self.base}/auth/token: HTTP {response.status_code} {response.text[:300]}")
+        self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def entry_file_tokens(self, names: set[str]) -> dict[str, tuple[str, float]]:
+        """Entry file name -> (file token, its oldest DAG's last parse, epoch seconds)."""
+        found: dict[str, tuple[str, float]] = {}
+        offset = 0
+        while True:
+            response = self.session.get(f"{self.base}/api/v2/dags", timeout=API_TIMEOUT,
+                                        params={"limit": API_PAGE, "offset": offset, "exclude_stale": "true"})
+            response.raise_for_status()
+            page = response.json()
+            for dag in page["dags"]:
+                name = Path(dag.get("relative_fileloc") or dag.get("fileloc") or "").name
+                if name in names:
+                    parsed = dag.get("last_parsed_time")
+                    at = datetime.fromisoformat(parsed.replace("Z", "+00:00")).timestamp() if parsed else 0.0
+                    token, oldest = found.get(name, (dag["file_token"], at))
+                    found[name] = (token, min(oldest, at))
+            offset += len(page["dags"])
+            if not page["dags"] or offset >= page.get("total_entries", 0):
+                return found
+
+    def reparse(self, file_token: str) -> None:
+        response = self.session.put(f"{self.base}/api/v2/parseDagFile/{file_token}", timeout=API_TIMEOUT)
+        if response.status_code not in (200, 201):
+            raise RuntimeError(f"PUT parseDagFile: HTTP {response.status_code} {response.text[:300]}")
+
+
+def request_reparse(dags_dir: str | os.PathLike | None, specs_dir: str | os.PathLike | None,
+                    live_changed: bool) -> dict[str, Any]:
+    """Re-parse the entry files that need it, the configured way; never raises (a missed
+    request only means waiting for `min_file_process_interval`)."""
+    how = "off"
+    try:
+        how = mode()
+        if how == "off" or not dags_dir or not specs_dir:
+            return {"mode": how, "files": []}
+        dags, specs = Path(dags_dir), Path(specs_dir)
+        if how == "touch":
+            done = touch(files_to_reparse(dags, specs, live_changed))
+        else:
+            api = AirflowApi(os.environ.get("DAG_FACTORY_AIRFLOW_API_CONN", API_CONN_DEFAULT))
+            tokens = api.entry_file_tokens({p.name for p in entry_files(dags)})
+            parsed_at = {name: at for name, (_, at) in tokens.items()}
+            done = []
+            for path in files_to_reparse(dags, specs, live_changed, parsed_at):
+                if path.name in tokens:
+                    api.reparse(tokens[path.name][0])
+                    done.append(path.name)
+        if done:
+            log.info("asked the dag-processor to re-parse %s (%s)", ", ".join(done), how)
+        return {"mode": how, "files": done}
+    except Exception as exc:  # noqa: BLE001 - the sync itself succeeded; say why, go on
+        log.warning("could not request a re-parse (%s): %s: %s", how, type(exc).__name__, exc)
+        return {"mode": how, "files": [], "error": f"{type(exc).__name__}: {exc}"}
