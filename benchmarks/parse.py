@@ -1,8 +1,8 @@
 """Parse-time benchmark: one entry file building N models' DAGs, side by side with the alternatives.
 
     .venv/bin/python benchmarks/parse.py [--models 100,300,1000] [--repeat 5] [--json out.json]
-                                         [--variants floor,factory,factory_task,dagfactory110]
-                                         [--profile factory]
+                                         [--variants floor,factory,factory_split,factory_task,dagfactory110]
+                                         [--split 4] [--task-baseline 10] [--profile factory]
 
 For each N it generates a workload in a temp dir (N specs cycling the examples in specs/, their
 `_defaults.yaml`, a live snapshot for the N models, the same DAGs as a handwritten Python file,
@@ -14,6 +14,10 @@ variants within each repetition, and reports medians:
 - peak RSS after the import and at the end (after serialization)
 - Variable reads: calls of `airflow.sdk.Variable.get` during the import
 - specs read: distinct spec/YAML files of the workload opened during the import
+
+`factory_split` is the fleet split across K entry files (`--split K`, dag_factory.build.shards):
+each file parsed in its own fresh process like `factory`; per repetition it reports the max over
+the K files (what each file must fit in Airflow's timeouts) and the sum (the total cost).
 
 A benchmark, not a test: tests/benchmarks/test_parse_counts.py asserts only the counts.
 See benchmarks/README.md for how to read the table.
@@ -48,7 +52,8 @@ DAGFACTORY_VENV = VENVS / "dagfactory110"
 DAGFACTORY_REQUIREMENTS = ("dag-factory==1.1.0", "apache-airflow==3.3.2")
 LIVE_VARIABLE = "dag_factory_live_models"
 LIVE_ENV = "AIRFLOW_VAR_" + LIVE_VARIABLE.upper()
-VARIANTS = ("floor", "factory", "factory_task", "dagfactory110")
+VARIANTS = ("floor", "factory", "factory_split", "factory_task", "dagfactory110")
+DEFAULT_SPLIT = 4  # factory_split: entry files (--split)
 SECTIONS = ("training", "deployment", "streaming")
 SUFFIX = {"training": "train", "deployment": "deploy", "streaming": "stream"}
 CHILD_TIMEOUT_S = 1800
@@ -458,7 +463,7 @@ import importlib
 from datetime import datetime, timedelta, timezone
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Asset, BaseOperator, Param, TaskGroup, TriggerRule
+from airflow.sdk import DAG, Asset, BaseOperator, TaskGroup, TriggerRule
 
 SHAPES = {shapes}
 
@@ -545,12 +550,7 @@ def model_asset(name):
 def training_dag(name, shape):
     t = shape["training"]
     schedule = timedelta(seconds=t["schedule"]) if isinstance(t["schedule"], int) else t["schedule"]
-    params = {{
-        "dataset_uri": Param(t["dataset_uri"], type=["null", "string"], description="dataset to train on"),
-        "hyperparameters": Param(t["hyperparameters"], type="object", description="hyperparameters"),
-        "gates": Param(t["gates"], type="array", description="metric gates"),
-    }}
-    with DAG(schedule=schedule, max_active_runs=1, params=params, **dag_args(name, shape, "training", t)) as dag:
+    with DAG(schedule=schedule, max_active_runs=1, **dag_args(name, shape, "training", t)) as dag:
         steps = t["steps"]
         spans = {{}}
         for step_id, make in (
@@ -559,7 +559,7 @@ def training_dag(name, shape):
                 task_id="wait_for_training", kind="training", job_task_id="start_training",
                 poll_interval=timedelta(seconds=t["poll_s"]), timeout=timedelta(seconds=t["timeout_s"]),
                 deferrable=t["deferrable"])),
-            ("check_gates", lambda: task("check_gates")),
+            ("check_gates", lambda: task("check_gates", spec_gates=t["gates"])),
             ("publish", lambda: PythonOperator(task_id="publish", python_callable=noop,
                                                op_kwargs={{"model": name}}, outlets=[model_asset(name)])),
         ):
@@ -571,8 +571,7 @@ def training_dag(name, shape):
 
 def deployment_dag(name, shape):
     d = shape["deployment"]
-    params = {{"version": Param(None, type=["null", "string"], description="version to deploy")}}
-    with DAG(schedule=[model_asset(name)], max_active_runs=1, params=params,
+    with DAG(schedule=[model_asset(name)], max_active_runs=1,
              **dag_args(name, shape, "deployment", d)) as dag:
         steps = d["steps"]
         node = made(steps, "resolve_version", lambda: task("resolve_version"))
@@ -604,12 +603,7 @@ def deployment_dag(name, shape):
 
 def streaming_dag(name, shape):
     s = shape["streaming"]
-    params = {{
-        "partitions": Param(s["partitions"], type="array", items={{"type": "integer", "minimum": 0}},
-                            description="partitions to process"),
-        "batch_size": Param(s["batch_size"], type="integer", minimum=1, description="records per partition"),
-    }}
-    with DAG(schedule=timedelta(seconds=s["every_s"]), max_active_runs=s["max_active_runs"], params=params,
+    with DAG(schedule=timedelta(seconds=s["every_s"]), max_active_runs=s["max_active_runs"],
              **dag_args(name, shape, "streaming", s)) as dag:
         steps = s["steps"]
         plan = made(steps, "plan_partitions", lambda: task("plan_partitions", model=name, conn_id="model_backend"))
@@ -729,7 +723,6 @@ def _dagfactory_yaml(name: str, shape: dict) -> str:
         dag = _df_dag(name, shape, "training", t)
         dag["schedule"] = _td(t["schedule"]) if isinstance(t["schedule"], int) else t["schedule"]
         dag["max_active_runs"] = 1
-        dag["params"] = {"dataset_uri": t["dataset_uri"], "hyperparameters": t["hyperparameters"], "gates": t["gates"]}
         steps = t["steps"]
         tasks = {
             "start_training": _df_replaced(steps, "start_training", _df_task(
@@ -737,7 +730,7 @@ def _dagfactory_yaml(name: str, shape: dict) -> str:
             "wait_for_training": _df_replaced(steps, "wait_for_training", _df_task(op_kwargs={
                 "kind": "training", "job_task_id": "start_training", "poll_interval_s": t["poll_s"],
                 "timeout_s": t["timeout_s"], "deferrable": t["deferrable"]})),
-            "check_gates": _df_replaced(steps, "check_gates", _df_task()),
+            "check_gates": _df_replaced(steps, "check_gates", _df_task(op_kwargs={"spec_gates": t["gates"]})),
             "publish": _df_replaced(steps, "publish", _df_task(op_kwargs={"model": name}, outlets=[uri])),
         }
         builtins = list(tasks)
@@ -748,7 +741,6 @@ def _dagfactory_yaml(name: str, shape: dict) -> str:
         dag = _df_dag(name, shape, "deployment", d)
         dag["schedule"] = [uri]
         dag["max_active_runs"] = 1
-        dag["params"] = {"version": None}
         steps = d["steps"]
         tasks = {"resolve_version": _df_replaced(steps, "resolve_version", _df_task())}
         spans = {"resolve_version": ("resolve_version", "resolve_version")}
@@ -785,7 +777,6 @@ def _dagfactory_yaml(name: str, shape: dict) -> str:
         dag = _df_dag(name, shape, "streaming", s)
         dag["schedule"] = _td(s["every_s"])
         dag["max_active_runs"] = s["max_active_runs"]
-        dag["params"] = {"partitions": s["partitions"], "batch_size": s["batch_size"]}
         steps = s["steps"]
         tasks = {
             "plan_partitions": _df_replaced(steps, "plan_partitions", _df_task(
@@ -798,7 +789,9 @@ def _dagfactory_yaml(name: str, shape: dict) -> str:
         _df_wire(tasks, {b: (b, b) for b in builtins}, builtins, steps)
         dag["tasks"] = tasks
         doc[f"{name}__stream"] = dag
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120)
+    # libyaml's emitter when there is one: the pure-Python one takes ~15 s for 1,000 models
+    return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
+                     default_flow_style=False, width=120)
 
 
 # --------------------------------------------------------------------------- running the variants
@@ -831,10 +824,16 @@ def _child_env(home: Path, dags_folder: Path, extra: dict[str, str]) -> dict[str
 
 
 def run_variant(workload: Workload, variant: str, *, python: Path | None = None, serialize: bool = True,
-                task_dag_id: str | None = None, profile: Path | None = None, keep_home: bool = False) -> dict[str, Any]:
+                task_dag_id: str | None = None, profile: Path | None = None, keep_home: bool = False,
+                split: int = DEFAULT_SPLIT) -> dict[str, Any]:
     """Parse one variant's entry file in a fresh process; returns the child's measurements plus
-    `ok` and `problems` (import errors, wrong DAG set or task counts, a DB touched, a crash)."""
+    `ok` and `problems` (import errors, wrong DAG set or task counts, a DB touched, a crash).
+    `factory_split`: `split` entry files, each in its own process (see run_split)."""
     wl = workload
+    if variant == "factory_split":
+        if profile:
+            raise ValueError("factory_split is K parses; profile `factory` (or one shard with run_child)")
+        return run_split(wl, split, python=python, serialize=serialize, keep_home=keep_home)
     extra: dict[str, str] = {}
     env_files = [f"{LIVE_ENV}={wl.live_file}"]  # the same live data in every variant's environment
     expected = dict(wl.expected)
@@ -843,7 +842,7 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
         entry, dags_folder = wl.floor_file, wl.floor_file.parent
     elif variant in ("factory", "factory_task"):
         entry, dags_folder, watch = ENTRY_FILE, ENTRY_FILE.parent, wl.specs_dir
-        extra["DAG_FACTORY_SPECS"] = str(wl.specs_dir)
+        extra.update(_factory_env(wl))
         if variant == "factory_task":
             dag_id = task_dag_id or wl.task_dag_id
             extra["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id
@@ -858,11 +857,124 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
                        env_files=env_files, watch=watch, serialize=serialize, profile=profile, keep_home=keep_home,
                        label=variant)
     result.update(variant=variant, models=wl.models)
+    result["import_serialize_s"] = _import_serialize(result)
     if "dag_tasks" in result:
         result["problems"].extend(_problems(result, expected))
         result["ok"] = not result["problems"]
     if result["ok"]:
         result.pop("log_tail", None)
+    return result
+
+
+def _import_serialize(result: dict) -> float | None:
+    imp, ser = result.get("import_s"), result.get("serialize_s")
+    return imp + ser if imp is not None and ser is not None else None
+
+
+def _factory_env(wl: Workload) -> dict[str, str]:
+    return {"DAG_FACTORY_SPECS": str(wl.specs_dir)}
+
+
+def split_entry_files(wl: Workload, count: int) -> list[Path]:
+    """`count` entry files (`model_dags_<i>_of_<K>.py`, written by the project's own
+    `write_entry_files`) in a DAGs folder of the workload; index order."""
+    from dag_factory.build.shards import entry_files, shard_of_file, write_entry_files
+
+    folder = wl.folder / f"dags_split_{count}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_entry_files(folder, count)
+    return sorted(entry_files(folder), key=lambda p: (shard_of_file(p) or (1, 1))[0])
+
+
+def _model_of(dag_id: str) -> str:
+    return dag_id.rpartition("__")[0]
+
+
+def run_split(workload: Workload, count: int, *, python: Path | None = None, serialize: bool = True,
+              keep_home: bool = False) -> dict[str, Any]:
+    """The fleet split across `count` entry files: each file parsed in its own fresh process, one
+    after the other, exactly like `factory` (same environment, counters, serialization). Returns
+    one run: per-file maxima (import_s, serialize_s, import_serialize_s, RSS, Variable reads, spec
+    files read), sums over the files (sum_*), the union of the DAGs, and every file's own numbers
+    in `shards`. Checked: no import errors, no DAG id in two files, the union of DAG ids and task
+    counts == the workload's, and each file builds only the models that hash to it."""
+    wl = workload
+    from dag_factory.build.shards import in_shard, shard_of_file
+
+    result: dict[str, Any] = {"variant": "factory_split", "models": wl.models, "split": count, "problems": [],
+                              "shards": []}
+    files = split_entry_files(wl, count)
+    if len(files) != count:
+        result["problems"].append(f"write_entry_files wrote {len(files)} entry file(s), not {count}")
+    runs = []
+    for entry in files:
+        r = run_child(entry, scratch=wl.folder / "runs", python=python, dags_folder=entry.parent,
+                      env=_factory_env(wl), env_files=[f"{LIVE_ENV}={wl.live_file}"], watch=wl.specs_dir,
+                      serialize=serialize, keep_home=keep_home, label=entry.stem)
+        r["import_serialize_s"] = _import_serialize(r)
+        runs.append((entry, r))
+        result["problems"].extend(f"{entry.name}: {p}" for p in r["problems"])
+    result["wall_s"] = sum(r["wall_s"] for _, r in runs)
+    done = [(e, r) for e, r in runs if "dag_tasks" in r]
+    for entry, r in runs:
+        result["shards"].append({
+            "entry": entry.name, "shard": shard_of_file(entry), "ok": r["ok"], "problems": r["problems"],
+            **{k: r.get(k) for k in ("import_s", "serialize_s", "import_serialize_s", "airflow_import_s",
+                                     "rss_before_mb", "rss_import_mb", "rss_mb", "dags", "tasks", "dag_tasks",
+                                     "variable_reads", "variable_keys", "variable_backend_lookups",
+                                     "spec_file_opens", "spec_dir_listings", "wall_s")},
+            "spec_files_read": len(r["spec_files_read"]) if "spec_files_read" in r else None,
+        })
+        if not r["ok"] and "log_tail" in r:
+            result.setdefault("log_tail", r["log_tail"])
+    if done and len(done) == len(runs):
+        first = done[0][1]
+        result.update(airflow_version=first["airflow_version"], python=first["python"])
+
+        def most(key: str) -> Any:
+            values = [r[key] for _, r in done if r.get(key) is not None]
+            return max(values) if values else None
+
+        def total(key: str) -> Any:
+            values = [r[key] for _, r in done]
+            return None if any(v is None for v in values) else sum(values)
+
+        for key in ("import_s", "serialize_s", "import_serialize_s", "airflow_import_s", "rss_before_mb",
+                    "rss_import_mb", "rss_mb", "variable_reads", "spec_file_opens", "spec_dir_listings"):
+            result[key] = most(key)
+        for key in ("import_s", "serialize_s", "import_serialize_s", "variable_reads", "tasks"):
+            result[f"sum_{key}"] = total(key)
+        # per key (and per API), the most any one file's parse did: a per-parse count, like variable_reads
+        for key in ("variable_keys", "variable_backend_lookups", "variable_reads_by_api"):
+            merged: dict[str, int] = {}
+            for _, r in done:
+                for k, v in (r.get(key) or {}).items():
+                    merged[k] = max(merged.get(k, 0), v)
+            result[key] = merged
+        widest = max(done, key=lambda er: len(er[1]["spec_files_read"]))[1]
+        result["spec_files_read"] = widest["spec_files_read"]  # the file that read the most specs
+        result["spec_files_read_total"] = len({p for _, r in done for p in r["spec_files_read"]})
+        result["import_errors"] = {k: v for _, r in done for k, v in r["import_errors"].items()}
+        union: dict[str, int] = {}
+        where: dict[str, str] = {}
+        twice = []
+        for entry, r in done:
+            for dag_id, tasks in r["dag_tasks"].items():
+                if dag_id in where:
+                    twice.append((dag_id, where[dag_id], entry.name))
+                where[dag_id] = entry.name
+                union[dag_id] = tasks
+        result["dag_tasks"] = union
+        result["dags"] = len(union)
+        result["tasks"] = sum(union.values())
+        if twice:
+            result["problems"].append(f"{len(twice)} DAG id(s) in two entry files (dag, file, file): {twice[:5]}")
+        result["problems"].extend(_problems(result, wl.expected))
+        if not twice and not result["problems"]:
+            strays = [(d, f) for d, f in where.items() if not in_shard(_model_of(d), shard_of_file(files[0].parent / f))]
+            if strays:
+                result["problems"].append(f"{len(strays)} DAG(s) in a file their model does not hash to: {strays[:5]}")
+    result["ok"] = not result["problems"]
     return result
 
 
@@ -975,8 +1087,9 @@ def ensure_dagfactory_env(venv: Path = DAGFACTORY_VENV, log=print) -> tuple[Path
 
 # --------------------------------------------------------------------------- reporting
 
-_METRICS = ("import_s", "serialize_s", "rss_import_mb", "rss_mb", "variable_reads", "spec_file_opens",
-            "spec_dir_listings", "airflow_import_s", "dags", "tasks")
+_METRICS = ("import_s", "serialize_s", "import_serialize_s", "rss_import_mb", "rss_mb", "variable_reads",
+            "spec_file_opens", "spec_dir_listings", "airflow_import_s", "dags", "tasks",
+            "sum_import_s", "sum_serialize_s", "sum_import_serialize_s")
 
 
 def _median(values: list) -> float | None:
@@ -992,10 +1105,14 @@ def summarize(runs: list[dict]) -> list[dict]:
     floor_rss = {n: _median([r["rss_mb"] for r in rs if r.get("ok")]) for (v, n), rs in groups.items() if v == "floor"}
     floor_rss_imp = {n: _median([r["rss_import_mb"] for r in rs if r.get("ok")])
                      for (v, n), rs in groups.items() if v == "floor"}
+    for run in runs:  # JSON of an earlier version: no per-run import + serialize
+        if "import_serialize_s" not in run:
+            run["import_serialize_s"] = _import_serialize(run)
     out = []
     for (variant, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], VARIANTS.index(kv[0][0]))):
         good = [r for r in rs if r.get("ok")]
         row: dict[str, Any] = {"variant": variant, "models": n, "runs": len(rs), "ok_runs": len(good)}
+        row["files"] = max((r.get("split") or 1 for r in rs), default=1)
         for m in _METRICS:
             row[f"median_{m}"] = _median([r.get(m) for r in good])
         row["min_import_s"] = min((r["import_s"] for r in good), default=None)
@@ -1020,11 +1137,100 @@ def summarize(runs: list[dict]) -> list[dict]:
     task_rows = sorted((r for r in out if r["variant"] == "factory_task"), key=lambda r: r["models"])
     if task_rows and task_rows[0]["median_import_s"]:
         base = task_rows[0]
+        # the baseline's runs by (the N they were measured next to, repetition): paired ratios
+        base_by = {(r.get("paired_with", base["models"]), r.get("repetition")): r["import_s"]
+                   for r in groups.get(("factory_task", base["models"]), []) if r.get("ok")}
         for r in task_rows:
             r["import_x_task_smallest_n"] = (r["median_import_s"] / base["median_import_s"]
                                              if r["median_import_s"] else None)
             r["task_baseline_models"] = base["models"]
+            paired = []
+            for run in groups[("factory_task", r["models"])]:
+                rep = run.get("repetition")
+                ref = base_by.get((r["models"], rep)) or base_by.get((base["models"], rep))
+                if run.get("ok") and "paired_with" not in run and ref:
+                    paired.append(run["import_s"] / ref)
+            r["import_x_task_smallest_n_paired"] = _median(paired) if r is not base else 1.0
+    single = {r["models"]: r for r in out if r["variant"] == "factory"}
+    for r in out:
+        one = single.get(r["models"])
+        if r["variant"] != "factory_split" or not one:
+            continue
+        for key, mine in (("import_s", "median_import_s"), ("import_serialize_s", "median_import_serialize_s"),
+                          ("sum_import_serialize_s", "median_sum_import_serialize_s")):
+            theirs = one["median_import_serialize_s" if key.startswith("sum_") else f"median_{key}"]
+            r[f"{key}_x_single_file"] = r[mine] / theirs if r[mine] and theirs else None
     return out
+
+
+def goal_ratios(rows: list[dict], runs: list[dict] = ()) -> dict[str, Any]:
+    """The numbers issue 5 asks about, at the largest N measured with the full variants
+    (`runs`: for the per-repetition dag-factory / factory ratio)."""
+    full = [r["models"] for r in rows if r["variant"] in ("floor", "factory")]
+    if not full:
+        return {}
+    n = max(full)
+    at = {r["variant"]: r for r in rows if r["models"] == n}
+
+    def ratio(a: str, key_a: str, b: str, key_b: str) -> float | None:
+        x, y = (at.get(a) or {}).get(key_a), (at.get(b) or {}).get(key_b)
+        return x / y if x and y else None
+
+    task = sorted((r for r in rows if r["variant"] == "factory_task"), key=lambda r: r["models"])
+    task_n = next((r for r in task if r["models"] == n), task[-1] if task else None)
+    factory_runs = [r["max_variable_reads"] for r in rows
+                    if r["variant"].startswith("factory") and r["max_variable_reads"] is not None]
+    split = at.get("factory_split") or {}
+    by_rep: dict[tuple[str, Any], float] = {(r["variant"], r.get("repetition")): r["import_s"] for r in runs
+                                            if r.get("ok") and r["models"] == n and "paired_with" not in r}
+    df_paired = _median([t / by_rep["factory", rep] for (v, rep), t in by_rep.items()
+                         if v == "dagfactory110" and by_rep.get(("factory", rep))])
+    return {
+        "models": n,
+        "factory_import_x_floor": ratio("factory", "median_import_s", "floor", "median_import_s"),
+        "factory_import_x_floor_paired": (at.get("factory") or {}).get("import_x_floor_paired"),
+        "dagfactory110_import_x_factory": ratio("dagfactory110", "median_import_s", "factory", "median_import_s"),
+        "dagfactory110_import_x_factory_paired": df_paired,
+        "factory_rss_x_floor": ratio("factory", "median_rss_mb", "floor", "median_rss_mb"),
+        "factory_task_x_baseline": task_n.get("import_x_task_smallest_n") if task_n else None,
+        "factory_task_x_baseline_paired": task_n.get("import_x_task_smallest_n_paired") if task_n else None,
+        "factory_task_models": [task[0]["models"], task_n["models"]] if task_n else None,
+        "max_variable_reads_per_parse": max(factory_runs) if factory_runs else None,
+        "split_files": split.get("files"),
+        "split_file_max_import_serialize_s": split.get("median_import_serialize_s"),
+        "factory_import_serialize_s": (at.get("factory") or {}).get("median_import_serialize_s"),
+        "split_file_max_import_serialize_x_single_file": split.get("import_serialize_s_x_single_file"),
+        "split_sum_import_serialize_x_single_file": split.get("sum_import_serialize_s_x_single_file"),
+    }
+
+
+def render_ratios(g: dict[str, Any]) -> str:
+    if not g:
+        return ""
+
+    def x(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f}×"
+
+    n = g["models"]
+    lines = [f"At N={n} (medians of this run):",
+             f"- factory import / floor import: {x(g['factory_import_x_floor'])} "
+             f"(paired {x(g['factory_import_x_floor_paired'])}; goal ≤ 1.3×)",
+             f"- dag-factory 1.1.0 import / factory import: {x(g['dagfactory110_import_x_factory'])} "
+             f"(paired {x(g.get('dagfactory110_import_x_factory_paired'))}; goal ≥ 4×)",
+             f"- peak RSS factory / floor: {x(g['factory_rss_x_floor'])} (goal ≤ 1.3×)"]
+    if g["factory_task_models"]:
+        a, b = g["factory_task_models"]
+        lines.append(f"- task-run parse (factory_task) N={b} / N={a}: {x(g['factory_task_x_baseline'])} "
+                     f"(paired {x(g.get('factory_task_x_baseline_paired'))}; goal ≤ 1.5×)")
+    lines.append(f"- Variable reads per parse (max over every factory* parse): {g['max_variable_reads_per_parse']} "
+                 "(goal ≤ 2)")
+    if g["split_files"]:
+        lines.append(f"- factory_split, K={g['split_files']}: per-file max import + serialize "
+                     f"{_fmt(g['split_file_max_import_serialize_s'], '.2f')} s vs the single file's "
+                     f"{_fmt(g['factory_import_serialize_s'], '.2f')} s "
+                     f"({x(g['split_file_max_import_serialize_x_single_file'])}); all K files together "
+                     f"{x(g['split_sum_import_serialize_x_single_file'])} the single file")
+    return "\n".join(lines)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -1032,19 +1238,24 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def render_table(rows: list[dict]) -> str:
-    head = ("variant", "N", "DAGs", "import s", "(min)", "serialize s", "import + serialize s", "RSS MB (import)",
-            "RSS MB (end)", "Variable reads", "spec files read", "import × floor", "(paired)", "(min)", "RSS × floor")
+    head = ("variant", "N", "DAGs", "files", "import s", "(min)", "serialize s", "import + serialize s",
+            "Σ files import + serialize s", "RSS MB (import)", "RSS MB (end)", "Variable reads", "spec files read",
+            "import × floor", "(paired)", "(min)", "RSS × floor")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         name = r["variant"] + ("" if r["ok_runs"] == r["runs"] else f" ({r['runs'] - r['ok_runs']} failed)")
         reads = "—" if r["max_variable_reads"] is None else str(r["max_variable_reads"])
         specs = "—" if r["variant"] == "floor" or r["max_spec_files_read"] is None else str(r["max_spec_files_read"])
         imp, ser = r["median_import_s"], r["median_serialize_s"]
-        both = imp + ser if imp is not None and ser is not None else None
+        both = r.get("median_import_serialize_s")
+        split = r["variant"] == "factory_split"
+        total = r.get("median_sum_import_serialize_s") if split else None
         lines.append("| " + " | ".join((
-            name, str(r["models"]), _fmt(r["median_dags"], ".0f"),
+            name, str(r["models"]), _fmt(r["median_dags"], ".0f"), str(r.get("files") or 1),
             _fmt(imp, ".2f") + (" ‡" if imp is not None and imp > DAGBAG_IMPORT_TIMEOUT_S else ""),
-            _fmt(r["min_import_s"], ".2f"), _fmt(ser, ".2f"), _fmt(both, ".2f") + (" †" if both is not None and both > DAG_FILE_PROCESSOR_TIMEOUT_S else ""),
+            _fmt(r["min_import_s"], ".2f"), _fmt(ser, ".2f"),
+            _fmt(both, ".2f") + (" †" if both is not None and both > DAG_FILE_PROCESSOR_TIMEOUT_S else ""),
+            _fmt(total, ".2f"),
             _fmt(r["median_rss_import_mb"], ".0f"),
             _fmt(r["median_rss_mb"], ".0f"), reads, specs,
             _fmt(r["import_x_floor"], ".2f") + ("×" if r["import_x_floor"] else ""),
@@ -1053,8 +1264,15 @@ def render_table(rows: list[dict]) -> str:
             _fmt(r["rss_x_floor"], ".2f") + ("×" if r["rss_x_floor"] else ""),
         )) + " |")
     lines.append("")
-    lines.append("import s: median; (min): the fastest run. import × floor: median over the floor's median; "
-                 "(paired): median of the per-repetition ratios; (min): fastest over fastest.")
+    lines.append("import s: median; (min): the fastest run. import + serialize s: median of the per-run sums. "
+                 "import × floor: median over the floor's median; (paired): median of the per-repetition ratios; "
+                 "(min): fastest over fastest.")
+    if any(r["variant"] == "factory_split" for r in rows):
+        lines.append("")
+        lines.append("factory_split: the fleet in `files` entry files, each parsed in its own process; its import, "
+                     "serialize, import + serialize, RSS, Variable reads and spec files read are per repetition the "
+                     "max over its files (what one file must fit in), then the median; Σ files: the sum over its "
+                     "files (the total work); DAGs: the union.")
     if any(" ‡" in line or " †" in line for line in lines):
         lines.append("")
         lines.append(f"‡ past Airflow's default `[core] dagbag_import_timeout` ({DAGBAG_IMPORT_TIMEOUT_S} s): the "
@@ -1065,8 +1283,22 @@ def render_table(rows: list[dict]) -> str:
         lines.append("")
         lines.append("factory_task (parsing context = one `__deploy` DAG), import time vs N="
                      f"{task[0]['task_baseline_models']}: " + ", ".join(
-                         f"N={r['models']} {r['median_import_s']:.3f} s ({r['import_x_task_smallest_n']:.2f}×)"
+                         f"N={r['models']} {r['median_import_s']:.3f} s ({r['import_x_task_smallest_n']:.2f}×"
+                         + ("" if r is task[0] or r.get("import_x_task_smallest_n_paired") is None else
+                            f", paired {r['import_x_task_smallest_n_paired']:.2f}×") + ")"
                          for r in task))
+        if any(r.get("import_x_task_smallest_n_paired") is not None for r in task[1:]):
+            lines.append(f"(the N={task[0]['task_baseline_models']} task-run parse runs right after the one at "
+                         "each N, in every repetition; paired: median of those per-repetition ratios)")
+    split = [r for r in rows if r.get("import_serialize_s_x_single_file") is not None]
+    if split:
+        lines.append("")
+        lines.append(f"factory_split (K={split[0]['files']}) vs the single file (factory), median import + serialize "
+                     "per file (max over the K files) and Σ over the K files: " + ", ".join(
+                         f"N={r['models']} {r['median_import_serialize_s']:.2f} s "
+                         f"({r['import_serialize_s_x_single_file']:.2f}×), Σ "
+                         f"{_fmt(r.get('median_sum_import_serialize_s'), '.2f')} s "
+                         f"({_fmt(r.get('sum_import_serialize_s_x_single_file'), '.2f')}×)" for r in split))
     return "\n".join(lines)
 
 
@@ -1111,6 +1343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="100,300,1000", help="comma-separated N (default 100,300,1000)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per variant and N (median reported)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"any of {','.join(VARIANTS)}")
+    parser.add_argument("--split", type=int, default=DEFAULT_SPLIT, metavar="K",
+                        help=f"factory_split: entry files the fleet is split across (default {DEFAULT_SPLIT})")
     parser.add_argument("--task-baseline", type=int, default=10,
                         help="also measure factory_task at this N, the reference for 'stays flat' (0: off)")
     parser.add_argument("--json", help="write all runs and medians here (default benchmarks/results/parse.json)")
@@ -1122,7 +1356,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.report:
         earlier = json.loads(Path(args.report).read_text())
-        print(render_table(summarize(earlier["runs"])))
+        rows = summarize(earlier["runs"])
+        print(render_table(rows) + "\n\n" + render_ratios(goal_ratios(rows, earlier["runs"])))
         return 0
 
     sizes = sorted({int(x) for x in args.models.split(",") if x.strip()})
@@ -1132,6 +1367,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
     if args.profile and args.profile not in VARIANTS:
         parser.error(f"--profile: unknown variant {args.profile!r}")
+    if args.profile == "factory_split":
+        parser.error("--profile: factory_split is K parses of a K-th of the fleet; profile factory instead")
+    if args.split < 1:
+        parser.error("--split: K must be >= 1")
     notes: list[str] = []
     pythons: dict[str, Path] = {v: project_python() for v in VARIANTS}
     if "dagfactory110" in variants or args.profile == "dagfactory110":
@@ -1155,41 +1394,66 @@ def main(argv: list[str] | None = None) -> int:
         "argv": sys.argv[1:] if argv is None else argv,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_at_start": os.getloadavg()},
         "models": sizes, "variants": variants, "repeat": args.repeat, "notes": notes,
+        "split": args.split if "factory_split" in variants else None, "task_baseline": args.task_baseline,
         "limits": {"dagbag_import_timeout_s": DAGBAG_IMPORT_TIMEOUT_S,
                    "dag_file_processor_timeout_s": DAG_FILE_PROCESSOR_TIMEOUT_S},
     }
     try:
-        plan: list[tuple[int, list[str]]] = []
-        if "factory_task" in variants and args.task_baseline and args.task_baseline not in sizes:
-            plan.append((args.task_baseline, ["factory_task"]))
-        plan += [(n, variants) for n in sizes]
         workloads: dict[int, Workload] = {}
-        for n, vs in plan:
+
+        def workload(n: int) -> Workload:
             t0 = time.perf_counter()
             wl = workloads[n] = generate_workload(tmp / f"n{n}", n)
             print(f"\nN={n}: {len(wl.expected)} DAGs, {sum(wl.expected.values())} tasks "
                   f"(generated in {time.perf_counter() - t0:.1f} s; live snapshot "
                   f"{wl.live_file.stat().st_size / 1024:.0f} KiB)", flush=True)
+            return wl
+
+        def measure(wl: Workload, v: str, rep: int, **tags: Any) -> None:
+            r = run_variant(wl, v, python=pythons[v], split=args.split)
+            r.update(repetition=rep, **tags)
+            runs.append(r)
+            label = f"  [{rep + 1}/{args.repeat}] {v:14s}" + (f" (N={wl.models}, task baseline)" if tags else "")
+            if r["ok"] and v == "factory_split":
+                print(f"{label} K={r['split']}: per file max import {r['import_s']:7.2f} s  max import+serialize "
+                      f"{_fmt(r['import_serialize_s'], '6.2f')} s  Σ import+serialize "
+                      f"{_fmt(r['sum_import_serialize_s'], '6.2f')} s  RSS {r['rss_mb']:6.0f} MB  Variable reads "
+                      f"{r['variable_reads']} (per file)  specs read {len(r['spec_files_read'])} (most in one file)",
+                      flush=True)
+            elif r["ok"]:
+                print(f"{label} import {r['import_s']:7.2f} s  serialize {_fmt(r['serialize_s'], '6.2f')} s  RSS "
+                      f"{r['rss_mb']:6.0f} MB  Variable reads {r['variable_reads']}  specs read "
+                      f"{len(r['spec_files_read'])}", flush=True)
+            else:
+                print(f"{label} FAILED: {r['problems'][0][:1500]}", flush=True)
+
+        # factory_task's reference N (--task-baseline): measured right after factory_task at every N,
+        # in the same repetition (same minutes of a noisy machine), so the ratio can be paired.
+        baseline = args.task_baseline if "factory_task" in variants and args.task_baseline else 0
+        if baseline and baseline not in sizes:
+            base_wl = workload(baseline)
+            warm = run_variant(base_wl, "factory_task", python=pythons["factory_task"])  # not recorded
+            print(f"  warm-up factory_task (not recorded): import {_fmt(warm.get('import_s'), '.2f')} s", flush=True)
+        for n in sizes:
+            wl = workload(n)
             for rep in range(args.repeat):
-                for v in vs:
-                    r = run_variant(wl, v, python=pythons[v])
-                    r["repetition"] = rep
-                    runs.append(r)
-                    if r["ok"]:
-                        print(f"  [{rep + 1}/{args.repeat}] {v:14s} import {r['import_s']:7.2f} s  serialize "
-                              f"{_fmt(r['serialize_s'], '6.2f')} s  RSS {r['rss_mb']:6.0f} MB  "
-                              f"Variable reads {r['variable_reads']}  specs read {len(r['spec_files_read'])}",
-                              flush=True)
-                    else:
-                        print(f"  [{rep + 1}/{args.repeat}] {v:14s} FAILED: {r['problems'][0][:1500]}", flush=True)
+                for v in variants:
+                    measure(wl, v, rep)
+                    if v == "factory_task" and baseline and baseline != n:
+                        measure(workloads[baseline], "factory_task", rep, paired_with=n)
 
         rows = summarize(runs)
+        ratios = goal_ratios(rows, runs)
         first = next((r for r in runs if r.get("ok")), {})
         result.update(python=first.get("python"), airflow_version=first.get("airflow_version"),
-                      medians=rows, runs=runs, profile=None)
+                      medians=rows, ratios=ratios, runs=runs, profile=None)
         result["machine"]["load_at_end"] = os.getloadavg()
         _write_json(json_path, result)
         print("\n" + render_table(rows))
+        if ratios:
+            print("\n" + render_ratios(ratios))
+        print(f"\nload average at start {result['machine']['load_at_start'][0]:.2f}, "
+              f"at end {result['machine']['load_at_end'][0]:.2f} ({os.cpu_count()} CPUs)")
         for r in rows:
             for p in r["problems"]:
                 print(f"PROBLEM {r['variant']} N={r['models']}: {p[:2000]}")

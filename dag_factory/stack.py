@@ -516,6 +516,7 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
                   commands=commands, db_name=db_name, redis_db=redis_db)
     with _lock:
         _running.add(stack)
+    (home / "stack.env").touch(mode=0o600)  # it holds the Fernet key
     (home / "stack.env").write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in sorted(cfg.items())
                                             if "TOKEN" not in k and "CONN" not in k) + "".join(
         f"export {k}={json.dumps(v)}\n" for k, v in sorted(env.items()) if k.startswith("AIRFLOW__")

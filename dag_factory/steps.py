@@ -12,13 +12,13 @@ from typing import Any, Mapping, Sequence
 log = logging.getLogger(__name__)
 
 
-def require_dataset_uri(allowed_prefixes: Sequence[str], params: Mapping[str, Any], dag: Any) -> str:
+def require_dataset_uri(allowed_prefixes: Sequence[str], dag_run: Any, dag: Any) -> str:
     """Refuse to start training on data from outside the approved locations: checks the
     dataset start_training will use (conf, else the backend's, else the spec's)."""
     from dag_factory.runtime.training import training_inputs
 
     start = dag.get_task("start_training").op_kwargs
-    uri, _ = training_inputs(start["model"], params, start.get("spec_dataset_uri"))
+    uri, _ = training_inputs(start["model"], dag_run, start.get("spec_dataset_uri"))
     if not uri:
         raise ValueError("no dataset_uri: the backend gave none and the spec sets none")
     if not any(str(uri).startswith(p) for p in allowed_prefixes):

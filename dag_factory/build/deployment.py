@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Param, TaskGroup, TriggerRule
+from airflow.sdk import DAG, TaskGroup, TriggerRule
 
 from dag_factory.build.common import Span, builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
 from dag_factory.live.fleet import FleetModel
@@ -17,11 +17,8 @@ def build_deployment_dag(model: FleetModel) -> DAG:
     d = model.spec.deployment
     assert d is not None
     name = model.name
-    params = {"version": Param(None, type=["null", "string"],
-                               description="version to deploy; empty: the version training just published, "
-                                           "else the backend's current version")}
     builtins = deployment_steps(t.name for t in d.targets)
-    with DAG(schedule=schedule_for(model, [model_asset(name)]), max_active_runs=1, params=params,
+    with DAG(schedule=schedule_for(model, [model_asset(name)]), max_active_runs=1,
              **dag_kwargs(model, "deployment", d.tasks)) as dag:
         spans: dict[str, Span] = {}
         node = builtin_or_replacement(d.steps, "resolve_version",

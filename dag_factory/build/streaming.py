@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow.providers.standard.operators.python import PythonOperator
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
 from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
 from dag_factory.live.fleet import FleetModel
@@ -15,13 +15,7 @@ def build_streaming_dag(model: FleetModel) -> DAG:
     s = model.spec.streaming
     assert s is not None
     name = model.name
-    params = {
-        "partitions": Param(None, type=["null", "array"], items={"type": "integer", "minimum": 0},
-                            description=f"partitions to process; empty: the backend's, else {list(s.partitions)}"),
-        "batch_size": Param(None, type=["null", "integer"], minimum=1,
-                            description=f"most records per partition per run; empty: the backend's, else {s.batch_size}"),
-    }
-    with DAG(schedule=schedule_for(model, s.every), max_active_runs=s.max_active_runs, params=params,
+    with DAG(schedule=schedule_for(model, s.every), max_active_runs=s.max_active_runs,
              **dag_kwargs(model, "streaming", s.tasks)) as dag:
         plan = builtin_or_replacement(s.steps, "plan_partitions", lambda: python_task(
             "plan_partitions", streaming.plan_partitions, model=name, conn_id=BACKEND_CONN_ID,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Asset
 
 from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
 from dag_factory.live.fleet import FleetModel
@@ -18,15 +18,8 @@ def build_training_dag(model: FleetModel) -> DAG:
     assert t is not None
     name = model.name
     asset = model_asset(name)
-    params = {
-        "dataset_uri": Param(None, type=["null", "string"],
-                             description=f"dataset to train on; empty: the backend's, else {t.dataset_uri}"),
-        "hyperparameters": Param(None, type=["null", "object"],
-                                 description="hyperparameters; empty: the backend's, else the spec's"),
-        "gates": Param([str(g) for g in t.gates], type="array", description="metric gates, e.g. 'auc >= 0.78'"),
-    }
     schedule = airflow_schedule(model.training_schedule or t.schedule)
-    with DAG(schedule=schedule_for(model, schedule), max_active_runs=1, params=params,
+    with DAG(schedule=schedule_for(model, schedule), max_active_runs=1,
              **dag_kwargs(model, "training", t.tasks)) as dag:
         spans = {}
         for step_id, make in (
@@ -37,7 +30,8 @@ def build_training_dag(model: FleetModel) -> DAG:
                 task_id="wait_for_training", kind="training", job_task_id="start_training",
                 conn_id=BACKEND_CONN_ID, poll_interval=t.poll_interval, timeout=t.timeout,
                 deferrable=t.deferrable)),
-            ("check_gates", lambda: python_task("check_gates", training.check_gates)),
+            ("check_gates", lambda: python_task("check_gates", training.check_gates,
+                                                spec_gates=[str(g) for g in t.gates])),
             ("publish", lambda: _publish(name, asset)),
         ):
             node = builtin_or_replacement(t.steps, step_id, make)

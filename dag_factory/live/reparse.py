@@ -8,16 +8,23 @@ calls it after each run:
 - a spec file (or `_defaults.yaml`, or the folder: a file added or removed) is newer than
   the entry file that builds it: that entry file.
 
+A request can be lost: the dag-processor ignores an mtime or a parse request for a file it is
+parsing at that moment (`manager.py` `prepare_file_queue`, `_start_new_processes`). So after a
+change the sync asks once more, one run later, at least `confirm_after` seconds after the
+change (half the sync interval): a parse running by then began after the change and reads it.
+Then it stops asking until the next change.
+
 Two ways, `$DAG_FACTORY_REPARSE`:
 
 - ``touch`` (default): set the entry file's mtime; a dag-processor with
   `file_parsing_sort_mode = modified_time` re-parses a file whose mtime is newer than its
   last parse on its next loop. Needs the worker to share the DAGs folder with the
-  dag-processor (LocalExecutor, one machine, a shared volume).
+  dag-processor (LocalExecutor, one machine, a shared volume). The mtime is the time of the
+  last request.
 - ``api``: `PUT /api/v2/parseDagFile/{file_token}` on the api-server named by the Airflow
   connection `$DAG_FACTORY_AIRFLOW_API_CONN` (default ``airflow_api``: host, port, login,
   password of a user allowed to edit DAGs); for workers that do not share the DAGs folder.
-  A spec change is a spec file newer than the entry file's last parse (as the API reports it).
+  The entry file's last parse is what the API reports for its DAGs.
 - ``off``: nothing; changes wait for `min_file_process_interval`.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
@@ -61,16 +69,20 @@ def newest_spec_change(specs_dir: Path, shard: tuple[int, int] | None) -> float:
     return newest
 
 
-def files_to_reparse(dags_dir: Path, specs_dir: Path, live_changed: bool,
-                     parsed_at: dict[str, float] | None = None) -> list[Path]:
-    """The entry files whose inputs changed since they were last parsed (`parsed_at`: file
-    name -> epoch seconds of its last parse; default: the file's own mtime)."""
+def files_to_reparse(dags_dir: Path, specs_dir: Path, live_changed_at: float | None, *,
+                     confirm_after: float, now: float | None = None,
+                     last_request: dict[str, float] | None = None) -> list[Path]:
+    """The entry files to re-parse now. An entry file's inputs changed at `changed` (the live
+    data's last change, or its newest spec). Ask when nothing was asked since (`last < changed`),
+    and once more when the last request was made within `confirm_after` of the change and that
+    much time has passed. `last_request`: file name -> epoch seconds of its last parse (API
+    mode); default: the file's mtime, i.e. the last touch."""
+    now = time.time() if now is None else now
     wanted = []
     for entry in entry_files(dags_dir):
-        last = (parsed_at or {}).get(entry.name)
-        if last is None:
-            last = entry.stat().st_mtime if parsed_at is None else 0.0
-        if live_changed or newest_spec_change(specs_dir, shard_of_file(entry)) > last:
+        changed = max(live_changed_at or 0.0, newest_spec_change(specs_dir, shard_of_file(entry)))
+        last = entry.stat().st_mtime if last_request is None else last_request.get(entry.name, 0.0)
+        if last < changed or (last < changed + confirm_after <= now):
             wanted.append(entry)
     return wanted
 
@@ -130,7 +142,7 @@ class AirflowApi:
 
 
 def request_reparse(dags_dir: str | os.PathLike | None, specs_dir: str | os.PathLike | None,
-                    live_changed: bool) -> dict[str, Any]:
+                    live_changed_at: float | None, *, confirm_after: float) -> dict[str, Any]:
     """Re-parse the entry files that need it, the configured way; never raises (a missed
     request only means waiting for `min_file_process_interval`)."""
     how = "off"
@@ -140,13 +152,14 @@ def request_reparse(dags_dir: str | os.PathLike | None, specs_dir: str | os.Path
             return {"mode": how, "files": []}
         dags, specs = Path(dags_dir), Path(specs_dir)
         if how == "touch":
-            done = touch(files_to_reparse(dags, specs, live_changed))
+            done = touch(files_to_reparse(dags, specs, live_changed_at, confirm_after=confirm_after))
         else:
             api = AirflowApi(os.environ.get("DAG_FACTORY_AIRFLOW_API_CONN", API_CONN_DEFAULT))
             tokens = api.entry_file_tokens({p.name for p in entry_files(dags)})
             parsed_at = {name: at for name, (_, at) in tokens.items()}
             done = []
-            for path in files_to_reparse(dags, specs, live_changed, parsed_at):
+            for path in files_to_reparse(dags, specs, live_changed_at, confirm_after=confirm_after,
+                                         last_request=parsed_at):
                 if path.name in tokens:
                     api.reparse(tokens[path.name][0])
                     done.append(path.name)

@@ -3,7 +3,7 @@
 It is stored as ONE Airflow Variable, so the entry file reads live data with one Variable read
 whatever the model count, and a reader never sees half a sync (one row is written at once):
 
-    {"format": 1, "content_hash": "...", "synced_at": "...", "expires_at": "...",
+    {"format": 1, "content_hash": "...", "changed_at": "...", "synced_at": "...", "expires_at": "...",
      "models": {"<name>": {<record>}, ...},      # active and paused models, by name
      "retired": ["<name>", ...],                 # DAGs removed
      "missing": {"<name>": <consecutive complete listings without it>},
@@ -76,6 +76,14 @@ def _ts(when: datetime) -> str:
     return when.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
+def changed_at(snapshot: Mapping[str, Any] | None) -> float | None:
+    """Epoch seconds of the last content change, None when unknown."""
+    try:
+        return datetime.fromisoformat((snapshot or {})["changed_at"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def expired(snapshot: Mapping[str, Any], now: datetime) -> bool:
     try:
         return datetime.fromisoformat(snapshot["expires_at"]) <= now
@@ -133,6 +141,8 @@ def plan(old: Mapping[str, Any] | None, listing: list[Any], now: datetime, *,
     reason = "content changed" if changed_content else (
         "freshness renewed" if half_life_passed else "unchanged and fresh")
     written = changed_content or half_life_passed
+    # when the content last changed (not part of the hash): the sync asks for re-parses after it
+    new["changed_at"] = _ts(now) if changed_content else old.get("changed_at") or old.get("synced_at")
     new["synced_at"] = _ts(now) if written else old.get("synced_at")
     new["expires_at"] = _ts(now + ttl) if written else old.get("expires_at")
     report = SyncReport(

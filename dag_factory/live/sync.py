@@ -67,17 +67,30 @@ def sync_task(conn_id: str, dags_dir: str | None = None) -> dict[str, Any]:
     from dag_factory.live.reparse import request_reparse
     from dag_factory.live.store import sdk_read, sdk_write
 
-    live_changed = False
     try:
         with BackendClient.from_connection(conn_id) as client:
             report = sync_once(client, sdk_read, sdk_write)
-        live_changed = report.written and report.reason == "content changed"
     finally:
         specs_dir = specs_dir_for(os.path.join(dags_dir, "model_dags.py")) if dags_dir else None
-        reparse = request_reparse(dags_dir, specs_dir, live_changed)
+        reparse = request_reparse(dags_dir, specs_dir, _live_changed_at(sdk_read),
+                                  confirm_after=reparse_confirm_after())
     for line in report.lines():
         (log.warning if line.startswith("REJECTED") else log.info)("%s", line)
     return {"written": report.written, "reason": report.reason, "added": list(report.added),
             "changed": list(report.changed), "retired": list(report.retired),
             "removed_after_missing": list(report.removed_missing), "missing": dict(report.missing),
             "rejected": dict(report.rejected), "reparse": reparse}
+
+
+def _live_changed_at(read: Reader) -> float | None:
+    try:
+        return snapshot.changed_at(snapshot.parse(read()))
+    except Exception:  # noqa: BLE001 - only decides whether to ask for a re-parse
+        log.warning("could not read the live snapshot's change time", exc_info=True)
+        return None
+
+
+def reparse_confirm_after() -> float:
+    """Half the sync interval (at least 30 s): a re-parse asked for this long after a change
+    cannot be swallowed by a parse that started before the change."""
+    return max(30.0, parse_duration(setting("SYNC_INTERVAL", "5m")).total_seconds() / 2)

@@ -1,7 +1,8 @@
 """What the generated tasks run: thin Airflow edges over small pure functions.
 
 Every callable here takes plain values (model name, gates as text, conn id) so that the DAG
-structure built at parse time stays small and serialisable, and live values arrive as params.
+structure built at parse time stays small and serialisable; live values and a run's conf are
+read when a task runs (dag_factory.runtime.conf).
 """
 
 BACKEND_CONN_ID = "model_backend"

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from dag_factory.backend.client import BackendClient
 from dag_factory.runtime.gates import gate_failures, min_metric_gates
 from dag_factory.runtime.keys import run_key
+from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.live import live_record
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,13 @@ def pick_version(param: Any, events: list[Mapping[str, Any]]) -> str | None:
     return None
 
 
-def resolve_version(model: str, params: Mapping[str, Any], triggering_asset_events: Any = None) -> str:
-    """The `version` param, else the newest triggering asset event's, else the backend's
+def resolve_version(model: str, dag_run: Any, triggering_asset_events: Any = None) -> str:
+    """The run conf's `version`, else the newest triggering asset event's, else the backend's
     current version."""
     events = [e.extra for evs in (triggering_asset_events or {}).values() for e in evs]
-    version = pick_version(params.get("version"), events) or live_record(model).get("version")
+    version = pick_version(conf_value(dag_run, "version"), events) or live_record(model).get("version")
     if not version:
-        raise AirflowFailException("no version to deploy: trigger with params {\"version\": \"v3\"}, "
+        raise AirflowFailException("no version to deploy: trigger with conf {\"version\": \"v3\"}, "
                                    "or let the training DAG publish one")
     log.info("deploying version %s", version)
     return version

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from typing import Any
 
 from dag_factory.backend.client import BackendClient
 from dag_factory.runtime import offsets
+from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.live import first, live_record
 
 log = logging.getLogger(__name__)
 
 
-def plan_partitions(model: str, conn_id: str, params: Mapping[str, Any],
+def plan_partitions(model: str, conn_id: str, dag_run: Any,
                     spec_partitions: list[int], spec_batch_size: int) -> list[dict[str, Any]]:
     """One op_kwargs dict per partition: the mapped task's inputs, decided at run time from
     the run's conf, else the backend's live record, else the spec."""
     live = live_record(model).get("streaming") or {}
-    batch_size = int(first(params.get("batch_size"), live.get("batch_size"), spec_batch_size))
-    partitions = sorted({int(p) for p in first(params.get("partitions"), live.get("partitions"), spec_partitions)})
+    batch_size = int(first(conf_value(dag_run, "batch_size"), live.get("batch_size"), spec_batch_size))
+    partitions = sorted({int(p) for p in first(conf_value(dag_run, "partitions"), live.get("partitions"),
+                                               spec_partitions)})
     return [{"model": model, "conn_id": conn_id, "partition": p, "max_records": batch_size} for p in partitions]
 
 

@@ -9,6 +9,7 @@ from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
 from dag_factory.backend.client import BackendClient
+from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.gates import gate_failures
 from dag_factory.runtime.keys import run_key
 from dag_factory.runtime.live import first, live_record
@@ -16,22 +17,23 @@ from dag_factory.runtime.live import first, live_record
 log = logging.getLogger(__name__)
 
 
-def training_inputs(model: str, params: Mapping[str, Any], spec_dataset_uri: str | None = None,
+def training_inputs(model: str, dag_run: Any, spec_dataset_uri: str | None = None,
                     spec_hyperparameters: Mapping[str, Any] | None = None) -> tuple[str | None, dict[str, Any]]:
     """(dataset_uri, hyperparameters) for this run: conf, else live record, else spec."""
     live = live_record(model).get("training") or {}
-    dataset_uri = first(params.get("dataset_uri"), live.get("dataset_uri"), spec_dataset_uri)
-    hyperparameters = first(params.get("hyperparameters"), live.get("hyperparameters"), spec_hyperparameters) or {}
+    dataset_uri = first(conf_value(dag_run, "dataset_uri"), live.get("dataset_uri"), spec_dataset_uri)
+    hyperparameters = first(conf_value(dag_run, "hyperparameters"), live.get("hyperparameters"),
+                            spec_hyperparameters) or {}
     return dataset_uri, dict(hyperparameters)
 
 
-def start_training(model: str, conn_id: str, params: Mapping[str, Any], dag_run: Any,
+def start_training(model: str, conn_id: str, dag_run: Any,
                    spec_dataset_uri: str | None = None, spec_hyperparameters: Mapping[str, Any] | None = None,
                    ) -> dict[str, Any]:
     """POST a training run. A retry of this task (or of the whole run) sends the same
     Idempotency-Key, so the backend answers with the job it already started. Inputs: the
     run's conf, else the backend's live record, else the spec."""
-    dataset_uri, hyperparameters = training_inputs(model, params, spec_dataset_uri, spec_hyperparameters)
+    dataset_uri, hyperparameters = training_inputs(model, dag_run, spec_dataset_uri, spec_hyperparameters)
     key = run_key(dag_run, "start_training")
     with BackendClient.from_connection(conn_id) as client:
         job = client.start_training(
@@ -42,14 +44,16 @@ def start_training(model: str, conn_id: str, params: Mapping[str, Any], dag_run:
     return job
 
 
-def check_gates(params: Mapping[str, Any], ti: Any) -> dict[str, Any]:
-    """Fail (without retries: the metrics will not change) when any gate fails."""
+def check_gates(ti: Any, dag_run: Any, spec_gates: list[str] | None = None) -> dict[str, Any]:
+    """Fail (without retries: the metrics will not change) when any gate fails. Gates: the
+    run's conf `gates`, else the spec's."""
     job = ti.xcom_pull(task_ids="wait_for_training") or {}
     metrics = job.get("metrics") or {}
-    failures = gate_failures(params.get("gates") or [], metrics)
+    gates = conf_value(dag_run, "gates") or spec_gates or []
+    failures = gate_failures(gates, metrics)
     if failures:
         raise AirflowFailException(f"model version {job.get('model_version')} rejected: " + "; ".join(failures))
-    log.info("version %s passed %d gate(s): %s", job.get("model_version"), len(params.get("gates") or []), metrics)
+    log.info("version %s passed %d gate(s): %s", job.get("model_version"), len(gates), metrics)
     return {"version": job.get("model_version"), "metrics": metrics, "training_run_id": job.get("id")}
 
 

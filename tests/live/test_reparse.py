@@ -21,51 +21,77 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
         (specs / f"{name}.yaml").write_text(f"model: {name}\n")
     write_entry_files(dags, 2)
     (dags / "backend_sync.py").write_text("# not an entry file\n")
-    later = time.time() + 100
-    for entry in dags.iterdir():
-        os.utime(entry, (later, later))
+    for path, age in [*((p, 5000) for p in specs.iterdir()), (specs, 5000), *((e, 1000) for e in dags.iterdir())]:
+        os.utime(path, (time.time() - age,) * 2)  # the specs changed, then the entry files were parsed
     return dags, specs
+
+
+NOW = time.time()
+C = 150.0  # confirm_after: half of a 5-minute sync interval
+
+
+def names(paths) -> list[str]:
+    return [p.name for p in paths]
 
 
 def test_nothing_changed_nothing_to_re_parse(folders):
     dags, specs = folders
-    assert reparse.files_to_reparse(dags, specs, live_changed=False) == []
+    assert reparse.files_to_reparse(dags, specs, None, confirm_after=C) == []
+    assert reparse.files_to_reparse(dags, specs, NOW - 5000, confirm_after=C) == []
 
 
-def test_live_change_re_parses_every_entry_file(folders):
+def test_live_change_re_parses_every_entry_file_then_confirms_once(folders):
     dags, specs = folders
-    assert [p.name for p in reparse.files_to_reparse(dags, specs, live_changed=True)] == [
-        "model_dags_1_of_2.py", "model_dags_2_of_2.py"]
+    changed = NOW - 500  # after the files' last request (NOW - 1000)
+    both = ["model_dags_1_of_2.py", "model_dags_2_of_2.py"]
+    assert names(reparse.files_to_reparse(dags, specs, changed, confirm_after=C, now=changed + 1)) == both
+    for entry in dags.iterdir():  # the request (a touch) right after the change
+        os.utime(entry, (changed + 1, changed + 1))
+    assert reparse.files_to_reparse(dags, specs, changed, confirm_after=C, now=changed + 60) == []
+    # one sync later: the first request may have been swallowed by a parse already running
+    assert names(reparse.files_to_reparse(dags, specs, changed, confirm_after=C, now=changed + 300)) == both
+    for entry in dags.iterdir():
+        os.utime(entry, (changed + 300, changed + 300))
+    assert reparse.files_to_reparse(dags, specs, changed, confirm_after=C, now=changed + 600) == []
+
+
+def test_a_first_request_made_late_enough_needs_no_confirmation(folders):
+    dags, specs = folders
+    changed = NOW - 500
+    for entry in dags.iterdir():
+        os.utime(entry, (changed + C + 5, changed + C + 5))
+    assert reparse.files_to_reparse(dags, specs, changed, confirm_after=C, now=changed + 900) == []
 
 
 def test_a_spec_change_re_parses_only_its_own_file(folders):
     dags, specs = folders
-    later = time.time() + 200
+    later = NOW - 100
     os.utime(specs / "gamma.yaml", (later, later))
     owner = "model_dags_1_of_2.py" if in_shard("gamma", (1, 2)) else "model_dags_2_of_2.py"
-    assert [p.name for p in reparse.files_to_reparse(dags, specs, live_changed=False)] == [owner]
+    assert names(reparse.files_to_reparse(dags, specs, None, confirm_after=C, now=later + 1)) == [owner]
     os.utime(specs / "_defaults.yaml", (later, later))  # every spec inherits from it
-    assert len(reparse.files_to_reparse(dags, specs, live_changed=False)) == 2
+    assert len(reparse.files_to_reparse(dags, specs, None, confirm_after=C, now=later + 1)) == 2
 
 
 def test_parse_times_from_the_api_decide_in_api_mode(folders):
     dags, specs = folders
-    now = time.time()
-    assert reparse.files_to_reparse(dags, specs, False, {"model_dags_1_of_2.py": now + 500}) == \
-        [dags / "model_dags_2_of_2.py"]  # never parsed (no DAGs yet): ask
+    changed = NOW - 1000
+    parsed = {"model_dags_1_of_2.py": changed + 500}  # the other file has no DAGs yet: ask
+    assert reparse.files_to_reparse(dags, specs, changed, confirm_after=C, now=NOW,
+                                    last_request=parsed) == [dags / "model_dags_2_of_2.py"]
 
 
 def test_touch_mode_touches_and_off_mode_does_nothing(folders, monkeypatch):
     dags, specs = folders
     before = {p.name: p.stat().st_mtime for p in dags.iterdir()}
     monkeypatch.setenv("DAG_FACTORY_REPARSE", "off")
-    assert reparse.request_reparse(dags, specs, live_changed=True) == {"mode": "off", "files": []}
+    assert reparse.request_reparse(dags, specs, NOW - 500, confirm_after=C) == {"mode": "off", "files": []}
     monkeypatch.setenv("DAG_FACTORY_REPARSE", "touch")
-    assert reparse.request_reparse(dags, specs, live_changed=True)["files"] == [
+    assert reparse.request_reparse(dags, specs, NOW - 500, confirm_after=C)["files"] == [
         "model_dags_1_of_2.py", "model_dags_2_of_2.py"]
     after = {p.name: p.stat().st_mtime for p in dags.iterdir()}
     assert after["backend_sync.py"] == before["backend_sync.py"]
-    assert after["model_dags_1_of_2.py"] < before["model_dags_1_of_2.py"]  # now, not "later"
+    assert after["model_dags_1_of_2.py"] > before["model_dags_1_of_2.py"] + 900  # touched: now
 
 
 def test_the_old_switch_still_works_and_a_bad_mode_is_reported(folders, monkeypatch):
@@ -74,7 +100,7 @@ def test_the_old_switch_still_works_and_a_bad_mode_is_reported(folders, monkeypa
     monkeypatch.setenv("DAG_FACTORY_REPARSE_ON_CHANGE", "false")
     assert reparse.mode() == "off"
     monkeypatch.setenv("DAG_FACTORY_REPARSE", "sometimes")
-    result = reparse.request_reparse(dags, specs, live_changed=True)  # never raises: the sync succeeded
+    result = reparse.request_reparse(dags, specs, NOW, confirm_after=C)  # never raises: the sync succeeded
     assert result["files"] == [] and "must be one of touch, api, off" in result["error"]
 
 
@@ -84,5 +110,5 @@ def test_api_mode_with_an_unreachable_api_server_reports_why(folders, monkeypatc
     dags, specs = folders
     monkeypatch.setenv("DAG_FACTORY_REPARSE", "api")
     monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", f"http://admin:pw@127.0.0.1:{free_port()}")
-    result = reparse.request_reparse(dags, specs, live_changed=True)
+    result = reparse.request_reparse(dags, specs, NOW, confirm_after=C)
     assert result["mode"] == "api" and result["files"] == [] and "ConnectionError" in result["error"]

@@ -87,35 +87,49 @@ def test_no_snapshot_builds_from_specs_and_says_so(fast_specs):
     assert "no Variable dag_factory_live_models; building DAGs from the specs alone" in env_free.stdout + env_free.stderr
 
 
-def test_an_unchanged_listing_writes_nothing(run_dag, backend):
+def _age(paths, seconds_ago: float) -> None:
+    when = time.time() - seconds_ago
+    for path in paths:
+        os.utime(path, (when, when))
+
+
+def test_an_unchanged_listing_writes_nothing(run_dag, backend, fast_specs):
     entry = DAGS / "model_dags.py"
-    later = time.time() + 3600  # newer than every spec: only a live change asks for a re-parse
-    os.utime(entry, (later, later))
+    _age(fast_specs.iterdir(), 2000)
+    _age([fast_specs], 2000)
+    _age([entry], 1000)  # parsed after the specs last changed
     try:
         assert run_dag(SYNC).state == "success"
-        assert entry.stat().st_mtime < later  # a change asks the dag-processor to re-parse
-        os.utime(entry, (later, later))
+        touched = entry.stat().st_mtime
+        assert touched > time.time() - 100  # the live change asked the dag-processor to re-parse
         first = airflow_variable(LIVE_VARIABLE)
         result = run_dag(SYNC)
         assert result.state == "success" and "no write (unchanged and fresh)" in result.log
         assert airflow_variable(LIVE_VARIABLE) == first
-        assert entry.stat().st_mtime == later  # no change, no re-parse request
+        assert entry.stat().st_mtime == touched  # no change, no new request (the confirming
+        # request comes one run later, half a sync interval after the change: tests/live)
     finally:
         os.utime(entry)
 
 
 def test_a_spec_edited_since_the_last_parse_asks_for_a_re_parse(run_dag, backend, fast_specs):
     entry = DAGS / "model_dags.py"
-    later = time.time() + 3600
-    assert run_dag(SYNC).state == "success"  # live data written
-    os.utime(entry, (later, later))
+    _age(fast_specs.iterdir(), 3000)
+    _age([fast_specs], 3000)
+    assert run_dag(SYNC).state == "success"  # live data written (a change: the entry is touched)
+    _age([entry], 1000)  # ... long ago, and the live change with it:
+    changed = json.loads(airflow_variable(LIVE_VARIABLE))
+    changed["changed_at"] = "2001-01-01T00:00:00+00:00"
+    from dag_factory.live.store import db_write
+    db_write(json.dumps(changed))
     try:
         assert run_dag(SYNC).state == "success"
-        assert entry.stat().st_mtime == later  # nothing new
-        os.utime(fast_specs / "demand_forecast.yaml", (later + 5, later + 5))  # edited "after" the parse
+        quiet = entry.stat().st_mtime
+        assert quiet < time.time() - 900  # nothing new
+        _age([fast_specs / "demand_forecast.yaml"], 10)  # edited after the last parse
         result = run_dag(SYNC)
         assert result.state == "success" and "asked the dag-processor to re-parse model_dags.py (touch)" in result.log
-        assert entry.stat().st_mtime < later
+        assert entry.stat().st_mtime > quiet
     finally:
         os.utime(entry)
 

@@ -146,7 +146,7 @@ def test_a_failed_production_deployment_rolls_back_production_only(run_dag, back
 def test_deployment_without_a_version_says_how_to_give_one(run_dag, backend):
     result = run_dag(f"{MODEL}__deploy")
     assert result.tasks["resolve_version"] == "failed"
-    assert 'no version to deploy: trigger with params {"version": "v3"}' in result.log
+    assert 'no version to deploy: trigger with conf {"version": "v3"}' in result.log
 
 
 def test_invalid_spec_dag_fails_with_its_errors(run_dag, fast_specs):
