@@ -12,6 +12,9 @@ from dag_factory.build.shards import in_shard, write_entry_files
 from dag_factory.live import reparse
 
 
+NOW = time.time()  # every time below is relative to this; a test never reads the clock itself
+
+
 @pytest.fixture
 def folders(tmp_path: Path) -> tuple[Path, Path]:
     dags, specs = tmp_path / "dags", tmp_path / "specs"
@@ -22,11 +25,10 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     write_entry_files(dags, 2)
     (dags / "backend_sync.py").write_text("# not an entry file\n")
     for path, age in [*((p, 5000) for p in specs.iterdir()), (specs, 5000), *((e, 1000) for e in dags.iterdir())]:
-        os.utime(path, (time.time() - age,) * 2)  # the specs changed, then the entry files were parsed
+        os.utime(path, (NOW - age,) * 2)  # the specs changed, then the entry files were parsed
     return dags, specs
 
 
-NOW = time.time()
 C = 150.0  # confirm_after: half of a 5-minute sync interval
 
 
