@@ -14,7 +14,8 @@ USER airflow
 # Where the DAG files find the specs and the JSON Schemas. The dags folder is Airflow's own
 # setting (default /opt/airflow/dags): not set here, so Helm's git-sync can move it.
 ENV DAG_FACTORY_SPECS=/opt/airflow/specs \
-    DAG_FACTORY_SCHEMAS=/opt/airflow/schemas
+    DAG_FACTORY_SCHEMAS=/opt/airflow/schemas \
+    AIRFLOW__CORE__LOAD_EXAMPLES=false
 
 # Only what the install needs (.dockerignore keeps the rest out of the build context).
 COPY --chown=airflow:0 pyproject.toml setup.cfg README.md constraints.txt /tmp/dag-factory/

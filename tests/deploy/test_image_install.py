@@ -225,7 +225,8 @@ def test_image_install_parses_every_dag_in_a_fresh_venv(tmp_path):
     cwd = tmp_path / "elsewhere"  # neither the repo nor the build folder: only the venv's dag_factory imports
     cwd.mkdir()
     airflow = pinned("apache-airflow")
-    env = clean_env(AIRFLOW_HOME=str(opt), AIRFLOW_VERSION=airflow, AIRFLOW__CORE__LOAD_EXAMPLES="False", **image)
+    env = clean_env(**{"AIRFLOW_HOME": str(opt), "AIRFLOW_VERSION": airflow, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                       **image})  # the image's own ENV wins
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], env=env, cwd=cwd, timeout=120)
