@@ -69,7 +69,7 @@ def _first_sync(stack: Stack, expected: set[str], out: TextIO) -> None:
 def run_local(*, root: Path, home: Path, port: int = 8080, backend_port: int = 8800,
               out: TextIO = sys.stdout) -> int:
     """Start everything, print where it is, run until Ctrl-C (or a process dies: exit 1)."""
-    from dag_factory.backend.process import start_backend
+    from dag_factory.backend.process import BackendStartError, start_backend
     from dag_factory.demo import make_gates_pass, seed_for
     from dag_factory.specs import load_specs
 
@@ -113,7 +113,7 @@ def run_local(*, root: Path, home: Path, port: int = 8080, backend_port: int = 8
     except _Stop:
         print("\nstopping ...", file=out, flush=True)
         return 0
-    except StackError as exc:
+    except (StackError, BackendStartError) as exc:
         print(f"dag-factory up: {exc}", file=sys.stderr)
         return 1
     finally:
