@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         out["dags_expected"] = len(wl.expected)
         log(f"{len(wl.expected)} DAGs expected from the entry file; [core] dagbag_import_timeout and "
             f"[dag_processor] dag_file_processor_timeout raised to {TIMEOUT_S} s in every mode (the measurement "
-            f"is about CPU; at the defaults, 30 s and 50 s, a parse of N=1000 on this machine would be killed)")
+            f"is about CPU: a busy machine must not turn a slow parse into a killed one)")
         for mode in modes:
             try:
                 r = run_mode(mode, wl, base, seconds=args.seconds, touches=args.touches,
