@@ -357,9 +357,9 @@ def make_gates_pass(spec: ModelSpec, backend: RunningBackend, reporter: Reporter
 
 def _migrate(reporter: Reporter) -> None:
     """`airflow db migrate` into the log (fd 1/2 are the log now)."""
-    airflow = Path(sys.executable).with_name("airflow")
-    command = [*([str(airflow)] if airflow.exists() else [sys.executable, "-m", "airflow"]), "db", "migrate"]
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    from dag_factory.stack import airflow_command
+
+    proc = subprocess.Popen([*airflow_command(), "db", "migrate"], stdin=subprocess.DEVNULL)
     reporter.child_pids.add(proc.pid)
     if proc.wait() != 0:
         raise RuntimeError(f"airflow db migrate exited with {proc.returncode} (see {reporter.log_path})")

@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from dag_factory.backend.process import log_tail
+from dag_factory.backend.process import free_port, log_tail
 
 __all__ = ["Stack", "StackError", "start_stack", "PROFILES", "ADMIN_USER"]
 
@@ -63,13 +62,8 @@ class StackError(RuntimeError):
     """A stack process failed to start, or a wait ran out of time."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _airflow_cmd() -> list[str]:
+def airflow_command() -> list[str]:
+    """The `airflow` CLI of this interpreter's environment."""
     airflow = Path(sys.executable).with_name("airflow")
     return [str(airflow)] if airflow.exists() else [sys.executable, "-m", "airflow"]
 
@@ -481,7 +475,7 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env.update(cfg)
 
-    airflow = _airflow_cmd()
+    airflow = airflow_command()
     commands = {
         "api-server": [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(api_port)],
         "scheduler": [*airflow, "scheduler"],

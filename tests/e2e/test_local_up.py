@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from dag_factory.local import port_is_free
-from dag_factory.stack import free_port
+from dag_factory.backend.process import free_port
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e

@@ -107,7 +107,7 @@ def test_the_old_switch_still_works_and_a_bad_mode_is_reported(folders, monkeypa
 
 
 def test_api_mode_with_an_unreachable_api_server_reports_why(folders, monkeypatch):
-    from dag_factory.stack import free_port
+    from dag_factory.backend.process import free_port
 
     dags, specs = folders
     monkeypatch.setenv("DAG_FACTORY_REPARSE", "api")
