@@ -15,7 +15,7 @@ variants within each repetition, and reports medians:
 - Variable reads: calls of `airflow.sdk.Variable.get` during the import
 - specs read: distinct spec/YAML files of the workload opened during the import
 
-`factory_split` is the fleet split across K entry files (`--split K`, dag_factory.build.shards):
+`factory_split` is the fleet split across K entry files (`--split K`, dag_factory.layout):
 each file parsed in its own fresh process like `factory`; per repetition it reports the max over
 the K files (what each file must fit in Airflow's timeouts) and the sum (the total cost).
 
@@ -878,7 +878,7 @@ def _factory_env(wl: Workload) -> dict[str, str]:
 def split_entry_files(wl: Workload, count: int) -> list[Path]:
     """`count` entry files (`model_dags_<i>_of_<K>.py`, written by the project's own
     `write_entry_files`) in a DAGs folder of the workload; index order."""
-    from dag_factory.build.shards import entry_files, shard_of_file, write_entry_files
+    from dag_factory.layout import entry_files, shard_of_file, write_entry_files
 
     folder = wl.folder / f"dags_split_{count}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -899,7 +899,7 @@ def run_split(workload: Workload, count: int, *, python: Path | None = None, ser
     in `shards`. Checked: no import errors, no DAG id in two files, the union of DAG ids and task
     counts == the workload's, and each file builds only the models that hash to it."""
     wl = workload
-    from dag_factory.build.shards import in_shard, shard_of_file
+    from dag_factory.layout import in_shard, shard_of_file
 
     result: dict[str, Any] = {"variant": "factory_split", "models": wl.models, "split": count, "problems": [],
                               "shards": []}

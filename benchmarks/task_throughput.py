@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/task_throughput.py [--models 12] [--runs 5] [--concurrency 4]
                                                    [--json benchmarks/results/task_throughput.json]
 
-Starts the real `celery` stack (`dag_factory.stack.start_stack`: fresh PostgreSQL DB + Redis,
+Starts the real `celery` stack (`dag_factory.dev.stack.start_stack`: fresh PostgreSQL DB + Redis,
 api-server, scheduler, dag-processor, triggerer, one `airflow celery worker --concurrency C`)
 against the reference backend, on a temp specs folder holding only `_defaults.yaml` and M copies
 of `specs/churn_predictor.yaml` (`tp_00`..: manual training, streaming every 1h, 4 partitions,
@@ -43,8 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dag_factory.backend.process import start_backend  # noqa: E402
-from dag_factory.stack import start_stack  # noqa: E402
+from dag_factory.dev.backend.process import start_backend  # noqa: E402
+from dag_factory.dev.stack import start_stack  # noqa: E402
 
 DAGS = ROOT / "dags"
 SPECS = ROOT / "specs"
@@ -134,7 +134,7 @@ def main() -> int:
                     "parallelism": parallelism, "batch_size": BATCH, "stream_length": length,
                     "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}
 
-    from dag_factory.demo import make_gates_pass, seed_for
+    from dag_factory.dev.backend.seed import make_gates_pass, seed_for
     from dag_factory.specs import load_specs
 
     loaded = [s for s in load_specs([specs], check_imports=False).specs if not s.template]

@@ -12,6 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "register_dags": "dag_factory.builders.register",
+    "build_sync_dag": "dag_factory.builders.sync_dag",
     "load_specs": "dag_factory.specs.loader",
     "LoadResult": "dag_factory.specs.loader",
     "ModelSpec": "dag_factory.specs.model",

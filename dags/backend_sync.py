@@ -5,6 +5,6 @@ Its own file, so that a broken spec can never stop it.
 
 from pathlib import Path
 
-from dag_factory.build.sync_dag import build_sync_dag
+from dag_factory import build_sync_dag
 
 dag_factory_backend_sync = build_sync_dag(dags_dir=str(Path(__file__).parent))

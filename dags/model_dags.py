@@ -4,6 +4,6 @@
 files that contain neither.) `dag-factory entry-files K` splits the fleet across K files.
 """
 
-from dag_factory.build.register import register_dags
+from dag_factory import register_dags
 
 register_dags(globals())

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from dag_factory.layout import Shard, in_shard
 from dag_factory.specs.model import ModelSpec
 
 
@@ -30,6 +31,14 @@ def spec_name_of(model: str, snap: Mapping[str, Any] | None) -> str:
     """Which spec a model name is built from (its own name unless live data says otherwise)."""
     record = ((snap or {}).get("models") or {}).get(model) or {}
     return record.get("spec") or model
+
+
+def shard_snapshot(snap: Mapping[str, Any] | None, shard: Shard | None) -> Mapping[str, Any] | None:
+    """The live snapshot with only the models whose spec is in `shard`."""
+    if snap is None or shard is None:
+        return snap
+    models = {k: v for k, v in (snap.get("models") or {}).items() if in_shard(spec_name_of(k, snap), shard)}
+    return {**snap, "models": models}
 
 
 def plan_fleet(specs: Mapping[str, ModelSpec], snap: Mapping[str, Any] | None) -> tuple[list[FleetModel], list[str]]:

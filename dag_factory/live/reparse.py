@@ -37,22 +37,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from dag_factory.build.shards import entry_files, in_shard, shard_of_file
+from dag_factory import settings
+from dag_factory.layout import entry_files, in_shard, shard_of_file
 
 log = logging.getLogger(__name__)
 MODES = ("touch", "api", "off")
-API_CONN_DEFAULT = "airflow_api"
 API_PAGE = 1000
 API_TIMEOUT = 30
 
 
 def mode() -> str:
-    value = os.environ.get("DAG_FACTORY_REPARSE", "").strip().lower()
+    value = os.environ.get(settings.REPARSE.env, "").strip().lower()
     if not value:  # the earlier switch, still honoured
         legacy = os.environ.get("DAG_FACTORY_REPARSE_ON_CHANGE", "true").strip().lower()
         return "touch" if legacy in ("1", "true", "yes") else "off"
     if value not in MODES:
-        raise ValueError(f"$DAG_FACTORY_REPARSE must be one of {', '.join(MODES)}, not {value!r}")
+        raise ValueError(f"${settings.REPARSE.env} must be one of {', '.join(MODES)}, not {value!r}")
     return value
 
 
@@ -154,7 +154,7 @@ def request_reparse(dags_dir: str | os.PathLike | None, specs_dir: str | os.Path
         if how == "touch":
             done = touch(files_to_reparse(dags, specs, live_changed_at, confirm_after=confirm_after))
         else:
-            api = AirflowApi(os.environ.get("DAG_FACTORY_AIRFLOW_API_CONN", API_CONN_DEFAULT))
+            api = AirflowApi(settings.AIRFLOW_API_CONN.get())
             tokens = api.entry_file_tokens({p.name for p in entry_files(dags)})
             parsed_at = {name: at for name, (_, at) in tokens.items()}
             done = []

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from dag_factory.layout import cli_specs_dir
 from dag_factory.live import snapshot
 from dag_factory.live.fleet import plan_fleet
 from dag_factory.specs.loader import load_specs
@@ -22,7 +22,7 @@ def _age(timestamp: str | None, now: datetime) -> str:
 
 def model_status(specs_dir: str | None, raw_snapshot: str | None, now: datetime | None = None) -> list[dict[str, Any]]:
     now = now or datetime.now(timezone.utc)
-    folder = Path(specs_dir or os.environ.get("DAG_FACTORY_SPECS") or "specs")
+    folder = cli_specs_dir(specs_dir)
     result = load_specs([folder], check_imports=False)
     snap = snapshot.parse(raw_snapshot)
     stale = snap is not None and snapshot.expired(snap, now)

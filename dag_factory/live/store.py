@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-LIVE_VARIABLE = "dag_factory_live_models"
+from dag_factory.settings import LIVE_VARIABLE
 
 Reader = Callable[[], "str | None"]
 Writer = Callable[[str], None]

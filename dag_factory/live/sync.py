@@ -11,28 +11,23 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dag_factory.backend.client import BackendClient, BackendError
+from dag_factory import settings
+from dag_factory.client import BackendClient, BackendError
+from dag_factory.layout import ENTRY_STEM, specs_dir_for
 from dag_factory.live import snapshot
 from dag_factory.live.store import Reader, Writer
 from dag_factory.specs.timing import parse_duration
 
 log = logging.getLogger(__name__)
 
-SYNC_DAG_ID = "dag_factory_backend_sync"
-
-
-def setting(name: str, default: str) -> str:
-    return os.environ.get(f"DAG_FACTORY_{name}", default)
-
-
 def live_ttl() -> timedelta:
     """How long a snapshot counts as fresh ($DAG_FACTORY_LIVE_TTL, default 1h)."""
-    return parse_duration(setting("LIVE_TTL", "1h"))
+    return parse_duration(settings.LIVE_TTL.get())
 
 
 def missing_limit() -> int:
     """Complete listings in a row a model may be missing before its DAGs go (default 3)."""
-    return max(1, int(setting("MISSING_LISTINGS", "3")))
+    return max(1, int(settings.MISSING_LISTINGS.get()))
 
 
 class StaleLiveData(Exception):
@@ -45,7 +40,7 @@ def sync_once(client: BackendClient, read: Reader, write: Writer,
     listing never replaces a complete one."""
     now = now or datetime.now(timezone.utc)
     try:
-        listing = client.list_models(limit=int(setting("SYNC_PAGE_SIZE", "100")))
+        listing = client.list_models(limit=int(settings.SYNC_PAGE_SIZE.get()))
     except BackendError as exc:
         old = snapshot.parse(read())
         if old is not None and snapshot.expired(old, now):
@@ -63,7 +58,6 @@ def sync_task(conn_id: str, dags_dir: str | None = None) -> dict[str, Any]:
     """The sync DAG's task: its return value (XCom) is the run's summary. Afterwards (also when
     the backend could not be read) it asks for a re-parse of the entry files whose inputs
     changed: see dag_factory.live.reparse."""
-    from dag_factory.build.register import specs_dir_for
     from dag_factory.live.reparse import request_reparse
     from dag_factory.live.store import sdk_read, sdk_write
 
@@ -71,7 +65,7 @@ def sync_task(conn_id: str, dags_dir: str | None = None) -> dict[str, Any]:
         with BackendClient.from_connection(conn_id) as client:
             report = sync_once(client, sdk_read, sdk_write)
     finally:
-        specs_dir = specs_dir_for(os.path.join(dags_dir, "model_dags.py")) if dags_dir else None
+        specs_dir = specs_dir_for(os.path.join(dags_dir, f"{ENTRY_STEM}.py")) if dags_dir else None
         reparse = request_reparse(dags_dir, specs_dir, _live_changed_at(sdk_read),
                                   confirm_after=reparse_confirm_after())
     for line in report.lines():
@@ -93,4 +87,4 @@ def _live_changed_at(read: Reader) -> float | None:
 def reparse_confirm_after() -> float:
     """Half the sync interval (at least 30 s): a re-parse asked for this long after a change
     cannot be swallowed by a parse that started before the change."""
-    return max(30.0, parse_duration(setting("SYNC_INTERVAL", "5m")).total_seconds() / 2)
+    return max(30.0, parse_duration(settings.SYNC_INTERVAL.get()).total_seconds() / 2)

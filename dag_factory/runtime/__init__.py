@@ -4,5 +4,3 @@ Every callable here takes plain values (model name, gates as text, conn id) so t
 structure built at parse time stays small and serialisable; live values and a run's conf are
 read when a task runs (dag_factory.runtime.conf).
 """
-
-BACKEND_CONN_ID = "model_backend"

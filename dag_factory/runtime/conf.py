@@ -19,11 +19,9 @@ from typing import Any, Callable, Mapping
 
 from airflow.sdk.exceptions import AirflowFailException
 
-CONF_KEYS: Mapping[str, tuple[str, ...]] = {
-    "training": ("dataset_uri", "hyperparameters", "gates"),
-    "deployment": ("version",),
-    "streaming": ("partitions", "batch_size"),
-}
+from dag_factory.kinds import KINDS
+
+CONF_KEYS: Mapping[str, tuple[str, ...]] = {name: kind.conf_keys for name, kind in KINDS.items()}
 
 
 def _is_gate(value: Any) -> bool:

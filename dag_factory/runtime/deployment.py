@@ -7,10 +7,10 @@ from typing import Any, Mapping
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from dag_factory.backend.client import BackendClient
+from dag_factory.client import BackendClient
+from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.gates import gate_failures, min_metric_gates
 from dag_factory.runtime.keys import run_key
-from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.live import live_record
 
 log = logging.getLogger(__name__)

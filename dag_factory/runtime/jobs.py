@@ -16,8 +16,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from dag_factory.backend.client import BackendClient, BackendError
-from dag_factory.runtime import BACKEND_CONN_ID
+from dag_factory.client import BackendClient, BackendError
+from dag_factory.settings import BACKEND_CONN_ID
 
 TERMINAL = frozenset({"succeeded", "failed", "rolled_back"})
 _GETTERS = {"training": "get_training_run", "deployment": "get_deployment"}

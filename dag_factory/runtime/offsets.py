@@ -14,7 +14,9 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-VARIABLE_PREFIX = "dag_factory.offsets"
+from dag_factory.settings import OFFSETS_VARIABLE_PREFIX
+
+VARIABLE_PREFIX = OFFSETS_VARIABLE_PREFIX
 START = {"offset": -1, "empty_polls": 0, "generation": 0}
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from dag_factory.backend.client import BackendClient
+from dag_factory.client import BackendClient
 from dag_factory.runtime import offsets
 from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.live import first, live_record

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
-from dag_factory.backend.client import BackendClient
+from dag_factory.client import BackendClient
 from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.gates import gate_failures
 from dag_factory.runtime.keys import run_key

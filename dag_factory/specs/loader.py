@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from dag_factory.kinds import SECTIONS
 from dag_factory.specs import rules, schema
 from dag_factory.specs.errors import SpecError, sort_errors
 from dag_factory.specs.model import ModelSpec, build_model_spec
@@ -14,7 +15,6 @@ from dag_factory.specs.yamlio import YamlDocument, YamlProblem, read_yaml
 
 DEFAULTS_FILE = "_defaults.yaml"
 SPEC_SUFFIXES = (".yaml", ".yml")
-SECTIONS = ("training", "deployment", "streaming")
 
 
 @dataclass(frozen=True)

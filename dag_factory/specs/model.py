@@ -9,6 +9,8 @@ from datetime import date, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
+from dag_factory import kinds
+from dag_factory.kinds import DagKind
 from dag_factory.specs.timing import parse_duration
 
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -19,8 +21,6 @@ DEPLOYMENT_STEPS = ("resolve_version",)  # then one task group per target: deplo
 DEPLOYMENT_FINAL = "deployed"  # the leaf that makes the run fail when any target failed
 STREAMING_STEPS = ("plan_partitions", "process_partition")
 
-DagKind = Literal["training", "deployment", "streaming"]
-DAG_SUFFIX: Mapping[str, str] = MappingProxyType({"training": "train", "deployment": "deploy", "streaming": "stream"})
 
 
 def freeze(value: Any) -> Any:
@@ -136,11 +136,11 @@ class ModelSpec:
 
     def dag_id(self, kind: DagKind, model: str | None = None) -> str:
         """Stable DAG id; `model` names a live model built from this spec."""
-        return f"{model or self.name}__{DAG_SUFFIX[kind]}"
+        return kinds.dag_id(model or self.name, kind)
 
     @property
     def kinds(self) -> tuple[DagKind, ...]:
-        return tuple(k for k in ("training", "deployment", "streaming") if getattr(self, k) is not None)
+        return tuple(k for k in kinds.SECTIONS if getattr(self, k) is not None)
 
 
 def _gates(texts: Any) -> tuple[Gate, ...]:

@@ -8,6 +8,7 @@ import importlib
 from datetime import date
 from typing import Any, Iterable, Iterator, Mapping
 
+from dag_factory.kinds import SECTIONS
 from dag_factory.specs.model import DEPLOYMENT_FINAL, DEPLOYMENT_STEPS, STREAMING_STEPS, TRAINING_STEPS
 from dag_factory.specs.schema import Problem
 from dag_factory.specs.timing import schedule_problem
@@ -54,7 +55,7 @@ def deployment_steps(targets: Iterable[str]) -> tuple[str, ...]:
 
 def check_steps(doc: Mapping[str, Any], *, check_imports: bool) -> Iterator[Problem]:
     """Custom steps: unique ids, existing references, no cycles, importable code."""
-    for section in ("training", "deployment", "streaming"):
+    for section in SECTIONS:
         steps = (doc.get(section) or {}).get("steps") or []
         if not steps:
             continue

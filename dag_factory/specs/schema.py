@@ -4,37 +4,37 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from dag_factory import settings
 
 if TYPE_CHECKING:  # jsonschema is imported only to explain an invalid document
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
-SCHEMAS_ENV = "DAG_FACTORY_SCHEMAS"
-SOURCE_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"  # exists in a source checkout only
 SPEC_SCHEMA = "spec.schema.json"
 DEFAULTS_SCHEMA = "defaults.schema.json"
 LIVE_SCHEMA = "live_model.schema.json"
 
 
-def schema_dir() -> Path:
-    """$DAG_FACTORY_SCHEMAS, else schemas/ of the source checkout. An installed (non-editable)
-    package has no schemas/ beside it: the image sets $DAG_FACTORY_SCHEMAS."""
-    env = os.environ.get(SCHEMAS_ENV)
-    folder = Path(env) if env else SOURCE_SCHEMA_DIR
-    if not (folder / SPEC_SCHEMA).is_file():
-        raise FileNotFoundError(
-            f"dag_factory: no {SPEC_SCHEMA} in {folder} (${SCHEMAS_ENV} {'is ' + repr(env) if env else 'is not set'});"
-            f" set ${SCHEMAS_ENV} to the folder holding the project's schemas/ files")
-    return folder
+def read_schema(name: str) -> str:
+    """A schema file's text: the copy the package ships (`dag_factory/schemas/`, identical to
+    the repository's top-level `schemas/`), or $DAG_FACTORY_SCHEMAS when it is set."""
+    if folder := settings.SCHEMAS.get():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise FileNotFoundError(f"dag_factory: no {name} in {folder} (${settings.SCHEMAS.env}); "
+                                    f"unset it to use the schemas the package ships")
+        return path.read_text(encoding="utf-8")
+    return resources.files("dag_factory").joinpath("schemas", name).read_text(encoding="utf-8")
 
 
 @lru_cache(maxsize=None)
 def _document(name: str) -> Any:
-    return json.loads((schema_dir() / name).read_text())
+    return json.loads(read_schema(name))
 
 
 @lru_cache(maxsize=None)
@@ -81,11 +81,6 @@ def validator(name: str) -> "Draft202012Validator":
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(inlined(name))
-
-
-@lru_cache(maxsize=None)
-def schema_text(name: str) -> str:
-    return (schema_dir() / name).read_text()
 
 
 class Problem:

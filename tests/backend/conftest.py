@@ -7,9 +7,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from dag_factory.backend.client import BackendClient
-from dag_factory.backend.process import RunningBackend, start_backend
-from dag_factory.backend.server import seed_records
+from dag_factory.client import BackendClient
+from dag_factory.dev.backend.process import RunningBackend, start_backend
+from dag_factory.dev.backend.seed import seed_records
 
 TOKEN = "t0ken-Secret-abc123"
 JOB_DELAY = 0.2

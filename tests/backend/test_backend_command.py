@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from dag_factory.backend.process import free_port
+from dag_factory.dev.backend.process import free_port
 from tests.support import EXAMPLE_MODELS, ROOT
 
 

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from dag_factory.backend.client import BackendClient, BackendError, BackendUnavailable
-from dag_factory.backend.process import RunningBackend, free_port
+from dag_factory.client import BackendClient, BackendError, BackendUnavailable
+from dag_factory.dev.backend.process import RunningBackend, free_port
 
 MODELS = "/api/v1/models"
 TOKEN = "garbage-Server-t0ken"  # for clients of servers other than the backend fixture

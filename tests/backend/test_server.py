@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import requests
 
-from dag_factory.backend.client import BackendUnavailable
-from dag_factory.backend.process import PROJECT_ROOT, RunningBackend, free_port, start_backend
-from dag_factory.backend.server import (
-    batch_range, is_loopback, job_status, main, merge_patch, seed_records,
-)
+from dag_factory.client import BackendUnavailable
+from dag_factory.dev.backend.process import IMPORT_ROOT, RunningBackend, free_port, start_backend
+from dag_factory.dev.backend.seed import seed_records
+from dag_factory.dev.backend.server import main
+from dag_factory.dev.backend.state import batch_range, is_loopback, job_status, merge_patch
 
 MODELS = "/api/v1/models"
 
@@ -357,12 +357,12 @@ def test_start_backend_from_any_cwd_and_stop_frees_the_port(tmp_path: Path, monk
 def test_the_server_stops_when_its_parent_dies(tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import sys, time
-        from dag_factory.backend.process import start_backend
+        from dag_factory.dev.backend.process import start_backend
         backend = start_backend(job_delay=0.1, db_path=sys.argv[1], log_path=sys.argv[2])
         print(backend.url, backend.pid, flush=True)
         time.sleep(60)
     """)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(IMPORT_ROOT)}
     parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "db"), str(tmp_path / "log")],
                               stdout=subprocess.PIPE, env=env, cwd=tmp_path)
     try:
@@ -396,9 +396,9 @@ def test_cli_serves_a_seed_file(tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
     seed.write_text('[{"name": "from_file", "status": "active", "version": "v1", "updated_at": "x"}]')
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAG_FACTORY_BACKEND_TOKEN": "cli-token"}
+    env = {**os.environ, "PYTHONPATH": str(IMPORT_ROOT), "DAG_FACTORY_BACKEND_TOKEN": "cli-token"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dag_factory.backend.server", "--port", str(port), "--db", str(tmp_path / "db"),
+        [sys.executable, "-m", "dag_factory.dev.backend.server", "--port", str(port), "--db", str(tmp_path / "db"),
          "--seed-file", str(seed), "--job-delay", "0", "--log-level", "warning",
          "--exit-with-parent", str(os.getpid())],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

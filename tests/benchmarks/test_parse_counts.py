@@ -12,7 +12,8 @@ cycling the examples, `_defaults.yaml`, a live snapshot for the N models), with 
 
 N=1000 only for the task-run parse (~3 s with Airflow's import): a full parse of 1,000 models
 is ~10-30 s even without serialization (Airflow's import included; more when the machine is
-busy), too slow here next to the rest, and adds nothing for the Variable count that N=300 does not catch (a read per model, or per DAG, shows as hundreds of reads at
+busy), too slow here next to the rest, and adds nothing for the Variable count that N=300 does not
+catch (a read per model, or per DAG, shows as hundreds of reads at
 N=300; the task-run parse at N=1000 runs the same read-the-snapshot-once code path as a full one).
 """
 

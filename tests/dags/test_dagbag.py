@@ -8,7 +8,6 @@ import subprocess
 import sys
 from datetime import timedelta
 
-import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from tests.support import DAGS, ROOT
@@ -132,7 +131,7 @@ def test_a_task_run_parse_builds_only_its_dag_and_the_same_dag():
 
 
 def test_task_run_parse_reads_only_its_own_spec(monkeypatch, specs_dir):
-    from dag_factory.build.register import register_dags
+    from dag_factory.builders.register import register_dags
 
     (specs_dir / "zz_broken.yaml").write_text("model: [")  # would be an invalid DAG in a full parse
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "demand_forecast__train")
@@ -146,7 +145,7 @@ def test_task_run_parse_of_a_live_model_plans_only_that_model(monkeypatch, specs
     import json as _json
     import logging
 
-    from dag_factory.build.register import register_dags
+    from dag_factory.builders.register import register_dags
 
     # Live models of other kinds too: a task-run parse loads only churn_predictor.yaml and must
     # not plan (and warn about) models whose spec it never loaded.
@@ -160,7 +159,7 @@ def test_task_run_parse_of_a_live_model_plans_only_that_model(monkeypatch, specs
     warnings: list[str] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = lambda record: warnings.append(record.getMessage())
-    logger = logging.getLogger("dag_factory.build.register")
+    logger = logging.getLogger("dag_factory.builders.register")
     logger.addHandler(handler)
     try:
         dags = register_dags({}, specs_dir)

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 
-from dag_factory.build.shards import (entry_file_text, entry_files, in_shard, shard_of_file,
-                                      write_entry_files)
 from dag_factory.cli import main
+from dag_factory.layout import entry_file_text, entry_files, in_shard, shard_of_file, write_entry_files
 from tests.support import DAGS, SPECS
 
 SYNC = "dag_factory_backend_sync"
@@ -110,7 +109,7 @@ def test_entry_files_command_splits_and_joins(tmp_path, capsys):
 
 
 def test_register_dags_refuses_a_bad_shard():
-    from dag_factory.build.register import register_dags
+    from dag_factory.builders.register import register_dags
 
     with pytest.raises(ValueError, match="1 <= index <= count"):
         register_dags({}, SPECS, shard=(0, 3))

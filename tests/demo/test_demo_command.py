@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.demo import failure_reasons, passing_metrics
+from dag_factory.dev.backend.seed import passing_metrics
+from dag_factory.dev.demo import failure_reasons
 from dag_factory.specs import load_specs
 from dag_factory.specs.model import Gate
 

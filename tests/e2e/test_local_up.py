@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from dag_factory.local import port_is_free
-from dag_factory.backend.process import free_port
+from dag_factory.dev.backend.process import free_port
+from dag_factory.dev.local import port_is_free
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.backend.process import start_backend
-from dag_factory.stack import Stack, StackError, start_stack
+from dag_factory.dev.backend.process import start_backend
+from dag_factory.dev.stack import Stack, start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
@@ -82,7 +82,7 @@ def _deploy_run_for(stack: Stack, training_run_id: str):
 
 @pytest.mark.parametrize("profile", ["celery", "sqlite"])
 def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
-    from dag_factory.demo import make_gates_pass, seed_for
+    from dag_factory.dev.backend.seed import make_gates_pass, seed_for
     from dag_factory.specs import load_specs
 
     timings: dict[str, float] = {}

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.build.shards import in_shard, write_entry_files
+from dag_factory.layout import in_shard, write_entry_files
 from dag_factory.live import reparse
-
 
 NOW = time.time()  # every time below is relative to this; a test never reads the clock itself
 
@@ -107,7 +106,7 @@ def test_the_old_switch_still_works_and_a_bad_mode_is_reported(folders, monkeypa
 
 
 def test_api_mode_with_an_unreachable_api_server_reports_why(folders, monkeypatch):
-    from dag_factory.backend.process import free_port
+    from dag_factory.dev.backend.process import free_port
 
     dags, specs = folders
     monkeypatch.setenv("DAG_FACTORY_REPARSE", "api")

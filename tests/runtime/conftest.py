@@ -8,12 +8,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
-from dag_factory.backend.process import RunningBackend, start_backend
-from dag_factory.backend.server import seed_records
+from dag_factory.dev.backend.process import RunningBackend, start_backend
+from dag_factory.dev.backend.seed import seed_records
 from tests.runtime.dag_runs import TOKEN
 from tests.support import DAGS, EXAMPLE_MODELS, ROOT, SPECS
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dag_factory.live.store import LIVE_VARIABLE
+from dag_factory.settings import LIVE_VARIABLE
 from tests.runtime.dag_runs import airflow_variable, clear_variables
 from tests.support import DAGS, ROOT
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.support import DAGS, ROOT
 from tests.runtime.dag_runs import airflow_variable, clear_variables
+from tests.support import DAGS, ROOT
 
 MODEL = "churn_predictor"
 DAG_ID = f"{MODEL}__stream"
@@ -69,7 +69,7 @@ def test_a_task_killed_after_the_backend_processed_a_batch_loses_and_repeats_not
     backend.admin("POST", "/faults", {"path_prefix": f"/api/v1/models/{MODEL}/stream-batches",
                                       "method": "POST", "delay_after": 60})
     code = ("import json, sys\n"
-            "from dag_factory.build.register import register_dags\n"
+            "from dag_factory.builders.register import register_dags\n"
             f"dags = register_dags({{'__file__': {str(DAGS / 'model_dags.py')!r}}})\n"
             f"dags[{DAG_ID!r}].test(run_conf=json.loads(sys.argv[1]))\n")
     worker_log = (tmp_path / "worker.log").open("w")

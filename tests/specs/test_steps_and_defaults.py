@@ -18,7 +18,8 @@ STEP = "model: steps\ntraining:\n  steps:\n"
 
 
 def test_step_referring_to_a_missing_step(specs_dir):
-    [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: x, python: 'dag_factory.steps:require_dataset_uri', before: start_trainig}\n")
+    text = STEP + "    - {id: x, python: 'dag_factory.steps:require_dataset_uri', before: start_trainig}\n"
+    [e] = only_errors(specs_dir, "steps.yaml", text)
     assert e.message == "'start_trainig' is not a step of the training DAG"
     assert e.hint == "did you mean 'start_training'?" and e.line == 4
 

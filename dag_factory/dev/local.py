@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from dag_factory.stack import ADMIN_USER, Stack, StackError, start_stack
+from dag_factory.dev.stack import ADMIN_USER, Stack, StackError, start_stack
+from dag_factory.settings import SYNC_DAG_ID
 
-SYNC_DAG_ID = "dag_factory_backend_sync"
 FIRST_SYNC_TIMEOUT = 180.0
 BACKEND_TOKEN_FILE = "backend-token"
 
@@ -69,8 +69,8 @@ def _first_sync(stack: Stack, expected: set[str], out: TextIO) -> None:
 def run_local(*, root: Path, home: Path, port: int = 8080, backend_port: int = 8800,
               out: TextIO = sys.stdout) -> int:
     """Start everything, print where it is, run until Ctrl-C (or a process dies: exit 1)."""
-    from dag_factory.backend.process import BackendStartError, start_backend
-    from dag_factory.demo import make_gates_pass, seed_for
+    from dag_factory.dev.backend.process import BackendStartError, start_backend
+    from dag_factory.dev.backend.seed import make_gates_pass, seed_for
     from dag_factory.specs import load_specs
 
     specs_dir, dags_dir = root / "specs", root / "dags"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG
 
-from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
+from dag_factory.builders.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
 from dag_factory.live.fleet import FleetModel
-from dag_factory.runtime import BACKEND_CONN_ID, streaming
+from dag_factory.runtime import streaming
+from dag_factory.settings import BACKEND_CONN_ID
 from dag_factory.specs.model import STREAMING_STEPS
 
 

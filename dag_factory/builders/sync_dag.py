@@ -6,9 +6,10 @@ from datetime import datetime, timezone
 
 from airflow.sdk import DAG
 
-from dag_factory.build.common import python_task
-from dag_factory.live.sync import SYNC_DAG_ID, setting, sync_task
-from dag_factory.runtime import BACKEND_CONN_ID
+from dag_factory import settings
+from dag_factory.builders.common import python_task
+from dag_factory.live.sync import sync_task
+from dag_factory.settings import BACKEND_CONN_ID, SYNC_DAG_ID
 from dag_factory.specs.timing import parse_duration
 
 
@@ -17,7 +18,7 @@ def build_sync_dag(dags_dir: str | None = None) -> DAG:
     in `dags_dir` are re-parsed at once after a change (dag_factory.live.reparse)."""
     with DAG(
         dag_id=SYNC_DAG_ID,
-        schedule=parse_duration(setting("SYNC_INTERVAL", "5m")),
+        schedule=parse_duration(settings.SYNC_INTERVAL.get()),
         start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
         catchup=False,
         max_active_runs=1,
@@ -25,7 +26,7 @@ def build_sync_dag(dags_dir: str | None = None) -> DAG:
         tags=["dag_factory", "sync"],
         description="Polls the model backend and stores live model data in the Variable dag_factory_live_models",
         doc_md=__doc__,
-        default_args={"owner": "dag_factory", "retries": 1, "retry_delay": parse_duration("30s")},
+        default_args={"owner": "dag_factory", "retries": 2, "retry_delay": parse_duration("30s")},
         auto_register=False,
     ) as dag:
         python_task("sync_live_models", sync_task, conn_id=BACKEND_CONN_ID, dags_dir=dags_dir)

@@ -1,4 +1,5 @@
-"""Split the fleet across K entry files, parsed in parallel by the dag-processor.
+"""The project layout: where the specs are, which entry files build the fleet, and how the
+fleet is split across K entry files parsed in parallel by the dag-processor.
 
 One file is parsed by one process, so a single entry file's import + serialization time
 grows with the fleet until it meets `dagbag_import_timeout` / `dag_file_processor_timeout`.
@@ -10,14 +11,31 @@ process and on every machine, so the dag-processor and a worker always agree on 
 
 from __future__ import annotations
 
+import os
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable
+
+from dag_factory import settings
 
 ENTRY_STEM = "model_dags"
 ENTRY_FILE_PATTERN = re.compile(rf"^{ENTRY_STEM}(?:_(\d+)_of_(\d+))?\.py$")
 Shard = tuple[int, int]  # (index from 1, count)
+
+
+def specs_dir_for(entry_file: str | os.PathLike | None) -> Path:
+    """$DAG_FACTORY_SPECS, else specs/ beside the DAGs folder that holds the entry file
+    (the layout `dag-factory init` makes: dags/ and specs/ side by side)."""
+    if configured := settings.SPECS.get():
+        return Path(configured)
+    base = Path(entry_file).resolve().parent if entry_file else Path.cwd()
+    return base.parent / "specs"
+
+
+def cli_specs_dir(given: str | os.PathLike | None = None) -> Path:
+    """The specs folder a command works on: the option, else $DAG_FACTORY_SPECS, else ./specs."""
+    return Path(given or settings.SPECS.get() or "specs")
 
 
 def check_shard(shard: Shard | None) -> Shard | None:
@@ -37,16 +55,6 @@ def in_shard(spec_name: str, shard: Shard | None) -> bool:
     return zlib.crc32(spec_name.encode("utf-8")) % count == index - 1
 
 
-def shard_snapshot(snap: Mapping[str, Any] | None, shard: Shard | None) -> Mapping[str, Any] | None:
-    """The live snapshot with only the models whose spec is in `shard`."""
-    from dag_factory.live.fleet import spec_name_of
-
-    if snap is None or shard is None:
-        return snap
-    models = {k: v for k, v in (snap.get("models") or {}).items() if in_shard(spec_name_of(k, snap), shard)}
-    return {**snap, "models": models}
-
-
 def entry_file_name(index: int, count: int) -> str:
     return f"{ENTRY_STEM}.py" if count == 1 else f"{ENTRY_STEM}_{index}_of_{count}.py"
 
@@ -57,7 +65,7 @@ def entry_file_text(index: int, count: int) -> str:
     return (f'"""{part} Airflow DAGs (training, deployment, streaming), built from specs/ by dag_factory.\n\n'
             '(The words "airflow" and "dag" must stay in this file: the dag-processor\'s safe mode skips\n'
             'files that contain neither.) `dag-factory entry-files K` splits the fleet across K files.\n"""\n\n'
-            "from dag_factory.build.register import register_dags\n\n"
+            "from dag_factory import register_dags\n\n"
             f"register_dags(globals(){shard})\n")
 
 

@@ -7,7 +7,7 @@ Airflow and the backend each saw.
 
 Two processes, so that nothing the caller imported or configured leaks into the run:
 the parent (the CLI) validates, picks the model, creates the Airflow home and removes it
-afterwards, whatever happens to the child; the child (`python -m dag_factory.demo`) starts
+afterwards, whatever happens to the child; the child (`python -m dag_factory.dev.demo`) starts
 with an environment that points Airflow at that home before Airflow is first imported,
 sends everything Airflow writes to a log file there, and prints only the report.
 """
@@ -30,16 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence, TextIO
 
-from dag_factory.specs.model import Gate, ModelSpec
+from dag_factory.layout import ENTRY_STEM, specs_dir_for
+from dag_factory.specs.model import ModelSpec
 
 if TYPE_CHECKING:
-    from dag_factory.backend.process import RunningBackend
+    from dag_factory.dev.backend.process import RunningBackend
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DAGS_DIR = PROJECT_ROOT / "dags"
-SPECS_DIR = PROJECT_ROOT / "specs"
-ENTRY_FILE = DAGS_DIR / "model_dags.py"
-DEFAULT_MODEL = "churn_predictor"
 LOG_NAME = "demo.log"
 JOB_DELAY = 2.0  # seconds the reference backend takes per training run or deployment
 NEW_RECORDS = 250  # appended to every partition between the two stream runs
@@ -52,14 +48,17 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Parent: validate, pick the model, own the Airflow home
 # --------------------------------------------------------------------------------------------
 
-def run_demo(model: str = DEFAULT_MODEL, home: str | None = None, keep: bool = False,
-             out: TextIO | None = None) -> int:
-    """Run the demo for `model`; 0 when every DAG run succeeded, 1 if one did not, 2 on usage
-    errors. A temporary home is removed at the end unless `keep`; a `home` given is kept."""
+def run_demo(model: str | None = None, home: str | None = None, keep: bool = False,
+             out: TextIO | None = None, project: Path | None = None) -> int:
+    """Run the demo for `model` (default: the first runnable spec) of the project folder
+    (dags/ and specs/; default: the current folder); 0 when every DAG run succeeded, 1 if one
+    did not, 2 on usage errors. A temporary home is removed at the end unless `keep`; a
+    `home` given is kept."""
     out = out or sys.stdout
-    if not ENTRY_FILE.is_file():
-        print(f"dag-factory demo: {ENTRY_FILE} not found: the demo runs from a source checkout",
-              file=sys.stderr)
+    project = (project or Path.cwd()).resolve()
+    if not (project / "dags" / f"{ENTRY_STEM}.py").is_file() or not (project / "specs").is_dir():
+        print(f"dag-factory demo: {project} has no dags/{ENTRY_STEM}.py and specs/ (run `dag-factory init` "
+              "or pass --project)", file=sys.stderr)
         return EXIT_USAGE
     if home and Path(home).exists() and not Path(home).is_dir():
         print(f"dag-factory demo: --home {home} is not a folder", file=sys.stderr)
@@ -70,13 +69,13 @@ def run_demo(model: str = DEFAULT_MODEL, home: str | None = None, keep: bool = F
     saved_env = dict(os.environ)
     try:
         home_path.mkdir(parents=True, exist_ok=True)
-        env = airflow_env(home_path)
+        env = airflow_env(home_path, project)
         os.environ.update(env)  # validation may import custom steps, and with them Airflow
-        code = _check_specs(model, out)
+        code, model = _check_specs(model, out, project)
         if code != EXIT_OK:
             return code
         print(f"Airflow home: {home_path} ({'temporary' if temporary else 'kept'})", file=out, flush=True)
-        return _run_child(model, home_path, env)
+        return _run_child(model, home_path, env, project)
     except KeyboardInterrupt:
         print("dag-factory demo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -87,19 +86,19 @@ def run_demo(model: str = DEFAULT_MODEL, home: str | None = None, keep: bool = F
         _finish_home(home_path, remove=temporary and not keep, out=out)
 
 
-def airflow_env(home: Path) -> dict[str, str]:
+def airflow_env(home: Path, project: Path) -> dict[str, str]:
     """The child's whole environment: the caller's, minus every Airflow setting it had (the demo
     must not touch a real metadata DB or secrets backend), plus a private SQLite home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "DAG_FACTORY_SPECS"}
     env.update({
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "DAG_FACTORY_SPECS": str(SPECS_DIR),
+        "DAG_FACTORY_SPECS": str(project / "specs"),
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(
-            [str(PROJECT_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])),
+            [str(project), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])),
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -110,32 +109,34 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _check_specs(model: str, out: TextIO) -> int:
-    """Validate like `dag-factory validate specs/`; 2 when `model` is not a runnable spec."""
-    from dag_factory.build.register import relative_to
+def _check_specs(model: str | None, out: TextIO, project: Path) -> tuple[int, str]:
+    """Validate like `dag-factory validate specs/`; (2, ...) when `model` is not a runnable spec.
+    Returns the model to run (the first runnable spec when none was named)."""
+    from dag_factory.builders.register import relative_to
     from dag_factory.specs import format_errors, load_specs
 
-    result = relative_to(load_specs([SPECS_DIR]), PROJECT_ROOT)
+    result = relative_to(load_specs([project / "specs"]), project)
     if not result.ok:
         print(format_errors(result.errors), file=sys.stderr)
         print(f"dag-factory demo: {len(result.errors)} error(s) in specs/; fix them first "
               "(dag-factory validate specs/)", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_FAILED, ""
     runnable = sorted(s.name for s in result.specs if not s.template)
+    model = model or (runnable[0] if runnable else "")
     if model not in runnable:
-        print(f"dag-factory demo: no model {model!r} in {SPECS_DIR}; choose one of: {', '.join(runnable)}",
-              file=sys.stderr)
-        return EXIT_USAGE
+        print(f"dag-factory demo: no model {model!r} in {project / 'specs'}; choose one of: "
+              f"{', '.join(runnable) or '(none)'}", file=sys.stderr)
+        return EXIT_USAGE, model
     spec = result.by_name()[model]
     print(f"specs/: {len(result.files)} spec file(s), all valid. Demo of {model}: "
           + ", ".join(spec.dag_id(kind) for kind in spec.kinds), file=out, flush=True)
-    return EXIT_OK
+    return EXIT_OK, model
 
 
-def _run_child(model: str, home: Path, env: dict[str, str]) -> int:
+def _run_child(model: str, home: Path, env: dict[str, str], project: Path) -> int:
     """Run the child and wait; on Ctrl-C give it time to stop its backend, then make sure."""
-    command = [sys.executable, "-m", "dag_factory.demo", "--model", model, "--home", str(home)]
-    proc = subprocess.Popen(command, env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "dag_factory.dev.demo", "--model", model, "--home", str(home)]
+    proc = subprocess.Popen(command, env=env, cwd=str(project), stdin=subprocess.DEVNULL)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -237,8 +238,8 @@ class Reporter:
 
 
 def child_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m dag_factory.demo`: run from a prepared environment only."""
-    parser = argparse.ArgumentParser(prog="python -m dag_factory.demo", description=child_main.__doc__)
+    """Entry point of `python -m dag_factory.dev.demo`: run from a prepared environment only."""
+    parser = argparse.ArgumentParser(prog="python -m dag_factory.dev.demo", description=child_main.__doc__)
     parser.add_argument("--model", required=True)
     parser.add_argument("--home", required=True)
     args = parser.parse_args(argv)
@@ -271,10 +272,11 @@ def _divert_output(log_path: Path) -> TextIO:
 
 def run_model(model: str, home: Path, reporter: Reporter) -> int:
     """Migrate the DB, start the backend, run the model's DAGs, report; 0 if all runs succeeded."""
-    from dag_factory.backend.process import start_backend
+    from dag_factory.dev.backend.process import start_backend
+    from dag_factory.dev.backend.seed import make_gates_pass, seed_for
     from dag_factory.specs import load_specs
 
-    specs = [s for s in load_specs([SPECS_DIR], check_imports=False).specs if not s.template]
+    specs = [s for s in load_specs([specs_dir_for(None)], check_imports=False).specs if not s.template]
     spec = next(s for s in specs if s.name == model)
     reporter.step("airflow db migrate ...")
     _migrate(reporter)
@@ -289,7 +291,8 @@ def run_model(model: str, home: Path, reporter: Reporter) -> int:
         os.environ["AIRFLOW_CONN_MODEL_BACKEND"] = f"http://:{backend.token}@127.0.0.1:{backend.port}"
         reporter.step(f"reference backend on {backend.url} (job delay {JOB_DELAY:g}s), "
                       f"{len(specs)} live model(s) seeded")
-        make_gates_pass(spec, backend, reporter)
+        for line in make_gates_pass(spec, backend):
+            reporter.say(f"  backend: reports passing metrics for the spec's gates ({line})")
         runs, offsets = _run_dags(spec, backend, reporter)
         _report_backend(model, backend, reporter)
     _report_offsets(model, offsets, reporter)
@@ -300,64 +303,9 @@ def run_model(model: str, home: Path, reporter: Reporter) -> int:
     return EXIT_OK if runs and not failed else EXIT_FAILED
 
 
-def seed_for(specs: Sequence[ModelSpec]) -> list[dict[str, Any]]:
-    """One live record per spec, with that spec's own dataset, targets, partitions and batch
-    size (so its own checks, e.g. fraud_scorer's allowed dataset prefixes, pass)."""
-    from dag_factory.backend.server import seed_records
-
-    records: list[dict[str, Any]] = []
-    for spec in specs:
-        targets = [t.name for t in spec.deployment.targets] if spec.deployment else None
-        stream = spec.streaming
-        dataset = spec.training.dataset_uri if spec.training else None
-        records += seed_records([(spec.name, spec.name)], targets=targets, dataset_uri=dataset,
-                                partitions=list(stream.partitions) if stream else None,
-                                **({"batch_size": stream.batch_size} if stream else {}))
-    return records
-
-
-_NUDGE = {">=": 0.0, "<=": 0.0, "==": 0.0, ">": 0.01, "<": -0.01}
-
-
-def passing_metrics(gates: Iterable[Gate], defaults: dict[str, float]) -> dict[str, float] | None:
-    """The backend's default metrics, changed just enough to pass `gates`; None when the
-    defaults already pass (or the gates contradict each other, so the run shows that)."""
-    metrics = dict(defaults)
-    for gate in gates:
-        value = metrics.get(gate.metric)
-        if not isinstance(value, (int, float)) or not gate.passes(value):
-            metrics[gate.metric] = round(gate.threshold + _NUDGE[gate.op], 6)
-    if metrics == defaults or not all(g.passes(metrics[g.metric]) for g in gates):
-        return None
-    return metrics
-
-
-def make_gates_pass(spec: ModelSpec, backend: RunningBackend, reporter: Reporter | None = None) -> None:
-    """The demo shows the path of a good model version. The reference backend reports the same
-    metrics for every model, which some specs' gates reject (fraud_scorer wants auc >= 0.9):
-    for those, it is told to report metrics that pass, and the report says so."""
-    from dag_factory.backend.server import DEFAULT_SMOKE_METRICS, DEFAULT_TRAINING_METRICS
-
-    if spec.training is not None:
-        metrics = passing_metrics(spec.training.gates, DEFAULT_TRAINING_METRICS)
-        if metrics:
-            backend.admin("PUT", f"/models/{spec.name}/training-metrics", {"metrics": metrics})
-            if reporter:
-                reporter.say(f"  backend: {spec.name}'s training runs report {_metrics(metrics)} "
-                             "(the backend's defaults would fail the spec's gates)")
-    for target in spec.deployment.targets if spec.deployment is not None else ():
-        gates = target.gates if target.gates is not None else spec.deployment.smoke_gates
-        metrics = passing_metrics(gates, DEFAULT_SMOKE_METRICS)
-        if metrics:
-            backend.admin("PUT", f"/targets/{target.name}/smoke", {"metrics": metrics})
-            if reporter:
-                reporter.say(f"  backend: smoke checks on {target.name} report {_metrics(metrics)} "
-                             "(the backend's defaults would fail the spec's gates)")
-
-
 def _migrate(reporter: Reporter) -> None:
     """`airflow db migrate` into the log (fd 1/2 are the log now)."""
-    from dag_factory.stack import airflow_command
+    from dag_factory.dev.stack import airflow_command
 
     proc = subprocess.Popen([*airflow_command(), "db", "migrate"], stdin=subprocess.DEVNULL)
     reporter.child_pids.add(proc.pid)
@@ -369,10 +317,10 @@ def _migrate(reporter: Reporter) -> None:
 def _run_dags(spec: ModelSpec, backend: RunningBackend,
               reporter: Reporter) -> tuple[list[RunResult], dict[int, list[int]]]:
     """sync -> train -> deploy(version) -> stream, stream; returns the runs and offsets after each stream."""
-    from dag_factory.build.register import register_dags
+    from dag_factory.builders.register import register_dags
 
     runs: list[RunResult] = [_sync(reporter)]
-    dags = register_dags({"__file__": str(ENTRY_FILE)})
+    dags = register_dags({"__file__": str(Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{ENTRY_STEM}.py")})
     _shorten_retry_delays(dags.values())
     version: str | None = None
     if spec.training is not None:
@@ -396,12 +344,13 @@ def _sync(reporter: Reporter) -> RunResult:
     """Run the backend sync DAG first, as Airflow would, then hand its snapshot to this
     (unsupervised) process the way the dag-processor sees it: the SDK reads Variables from
     the metadata DB only in supervised processes, so AIRFLOW_VAR_* stands in here."""
-    from dag_factory.build.sync_dag import build_sync_dag
-    from dag_factory.live.store import LIVE_VARIABLE, db_read
-    from dag_factory.live.sync import SYNC_DAG_ID
+    from dag_factory.builders.sync_dag import build_sync_dag
+    from dag_factory.live.store import db_read
+    from dag_factory.settings import LIVE_VARIABLE, SYNC_DAG_ID
 
-    sync_dag = build_sync_dag(dags_dir=str(DAGS_DIR))
-    sync_dag.fileloc = str(ENTRY_FILE.with_name("backend_sync.py"))
+    dags_dir = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    sync_dag = build_sync_dag(dags_dir=str(dags_dir))
+    sync_dag.fileloc = str(dags_dir / "backend_sync.py")
     _shorten_retry_delays([sync_dag])
     result = _run({SYNC_DAG_ID: sync_dag}, SYNC_DAG_ID, "sync", reporter)
     if live := db_read():

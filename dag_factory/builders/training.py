@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Asset
 
-from dag_factory.build.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
+from dag_factory.builders.common import builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
 from dag_factory.live.fleet import FleetModel
-from dag_factory.runtime import BACKEND_CONN_ID, training
-from dag_factory.runtime.training import model_asset
+from dag_factory.runtime import training
 from dag_factory.runtime.jobs import WaitForJobOperator
+from dag_factory.runtime.training import model_asset
+from dag_factory.settings import BACKEND_CONN_ID
 from dag_factory.specs.model import TRAINING_STEPS, thaw
 from dag_factory.specs.timing import airflow_schedule
 

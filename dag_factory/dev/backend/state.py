@@ -1,4 +1,5 @@
-"""Reference model backend: the contract in ``backend-api.yaml``, on FastAPI + SQLite.
+"""Reference model backend, state and behaviour: the contract in ``docs/backend-api.yaml``
+over one SQLite file, independent of HTTP (routes: ``app``; command line: ``server``).
 
 It exists so that the factory can be developed, demonstrated and tested
 against a real HTTP server whose behaviour -- including its failures -- is
@@ -6,7 +7,7 @@ under the test's control. It is not a production backend.
 
 Run it::
 
-    python -m dag_factory.backend.server --host 127.0.0.1 --port 8800 \\
+    python -m dag_factory.dev.backend.server --host 127.0.0.1 --port 8800 \\
         --db /tmp/backend.sqlite --token dev-token --job-delay 1.0 \\
         --seed-file seed.json
 
@@ -116,32 +117,20 @@ State lives in one SQLite file (WAL); restarting the server on the same file
 keeps everything. The seed is inserted once, into a database never seeded.
 """
 
-from __future__ import annotations
-
-import argparse
-import asyncio
 import base64
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
-import os
 import re
-import signal
 import sqlite3
-import sys
 import threading
 import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
@@ -445,40 +434,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def seed_records(
-    names: list[tuple[str, str]],
-    *,
-    targets: list[str] | None = None,
-    partitions: list[int] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    dataset_uri: str | None = None,
-) -> list[dict[str, Any]]:
-    """Plausible LiveModel records for (model_name, spec_name) pairs.
-
-    Each is active at version ``v1``, updated now, with a training dataset
-    (``dataset_uri`` or ``s3://datasets/<model>/train.parquet``) and empty hyperparameters. ``deployment.targets`` is added only when
-    ``targets`` is given and ``streaming`` only when ``partitions`` is.
-    """
-    stamp = now_rfc3339()
-    records = []
-    for model, spec in names:
-        record: dict[str, Any] = {
-            "name": model,
-            "spec": spec,
-            "status": "active",
-            "version": "v1",
-            "updated_at": stamp,
-            "training": {"dataset_uri": dataset_uri or f"s3://datasets/{model}/train.parquet",
-                         "hyperparameters": {}},
-        }
-        if targets:
-            record["deployment"] = {"targets": [{"name": target} for target in targets]}
-        if partitions is not None:
-            record["streaming"] = {"partitions": list(partitions), "batch_size": batch_size}
-        records.append(record)
-    return records
 
 
 # --------------------------------------------------------------------------
@@ -978,327 +933,3 @@ class Backend:
                 self._insert_models(db, self.seed)
 
 
-# --------------------------------------------------------------------------
-# HTTP layer
-# --------------------------------------------------------------------------
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(content=json_bytes(body), status_code=status, media_type="application/json", headers=headers)
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return json_response({"error": message}, status, headers)
-
-
-def idempotency_key(request: Request) -> str:
-    """The request's Idempotency-Key; 400 if it is missing or too long."""
-    key = request.headers.get("idempotency-key")
-    if not key or not key.strip():
-        raise ApiError(400, "the Idempotency-Key header is required on every POST")
-    if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise ApiError(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters")
-    return key
-
-
-def create_app(
-    db_path: str,
-    token: str,
-    *,
-    job_delay: float = 1.0,
-    seed: list[dict] | None = None,
-    stream_length: int = DEFAULT_STREAM_LENGTH,
-) -> FastAPI:
-    """The reference backend as an ASGI app over the SQLite file ``db_path``."""
-    if not token:
-        raise ValueError("the backend needs a non-empty token")
-    backend = Backend(db_path, job_delay=job_delay, stream_length=stream_length, seed=seed)
-    app = FastAPI(title="Model backend (reference)", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.backend = backend
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.message, exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
-        )
-        return error_response(422, problems or "invalid request")
-
-    @app.middleware("http")
-    async def _gate(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        """Faults, then authentication, then the route; logs /api/ requests."""
-        path, method = request.scope["path"], request.method
-        is_api = path.startswith("/api/")
-        response = fault = None
-        if is_api:
-            fault = backend.take_fault(method, path)
-            if fault is not None:
-                if fault["delay"]:
-                    await asyncio.sleep(fault["delay"])
-                if fault["status"] is not None:
-                    headers = {"Retry-After": fault["retry_after"]} if fault["retry_after"] is not None else None
-                    response = error_response(fault["status"], "injected fault", headers)
-        if response is None and path != HEALTH_PATH and not token_matches(request.headers.get("authorization"), token):
-            response = error_response(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
-        if response is None:
-            try:
-                response = await call_next(request)
-            except Exception:  # noqa: BLE001 - an answer beats a dropped connection
-                log.exception("unhandled error in %s %s", method, path)
-                response = error_response(500, "internal error")
-        if is_api:
-            backend.log_request(method, path, request.url.query, response.status_code,
-                                request.headers.get("idempotency-key"))
-        if fault is not None and fault.get("delay_after"):
-            await asyncio.sleep(fault["delay_after"])  # the work is done; only the answer is late
-        return response
-
-    def post_job(
-        request: Request, key: str, body: Any, action: Callable[[sqlite3.Connection], tuple[int, dict]]
-    ) -> Response:
-        status, answer, replayed = backend.idempotent(key, "POST", request.scope["path"], body, action)
-        return json_response(answer, status, {"Idempotent-Replayed": "true"} if replayed else None)
-
-    # -- contract endpoints --------------------------------------------------
-
-    @app.get(HEALTH_PATH)
-    async def health() -> Response:
-        return json_response({"status": "ok"})
-
-    @app.get("/api/v1/models")
-    async def list_models(request: Request) -> Response:
-        limit_text = request.query_params.get("limit", "100")
-        if not re.fullmatch(r"\d{1,4}", limit_text) or not 1 <= int(limit_text) <= 500:
-            raise ApiError(400, "limit must be an integer in 1..500")
-        body, etag = backend.list_models(int(limit_text), request.query_params.get("page_token"))
-        return Response(content=body, media_type="application/json", headers={"ETag": etag})
-
-    @app.get("/api/v1/models/{name}")
-    async def get_model(name: str) -> Response:
-        return json_response(backend.get_model(name))
-
-    @app.post("/api/v1/models/{name}/training-runs")
-    async def start_training(name: str, request: Request) -> Response:
-        key = idempotency_key(request)
-        body = validate_training_body(parse_json_body(await request.body()))
-        return post_job(request, key, body, lambda db: backend.start_training(db, name, key, body))
-
-    @app.get("/api/v1/training-runs/{job_id}")
-    async def get_training_run(job_id: str) -> Response:
-        return json_response(backend.get_job(job_id, "training"))
-
-    @app.post("/api/v1/models/{name}/deployments")
-    async def deploy(name: str, request: Request) -> Response:
-        key = idempotency_key(request)
-        body = parse_json_body(await request.body(), allow_empty=False)
-        version, target = validate_deployment_body(body)
-        return post_job(request, key, body, lambda db: backend.start_deployment(db, name, key, version, target))
-
-    @app.get("/api/v1/deployments/{job_id}")
-    async def get_deployment(job_id: str) -> Response:
-        return json_response(backend.get_job(job_id, "deployment"))
-
-    @app.post("/api/v1/deployments/{job_id}/rollback")
-    async def rollback(job_id: str, request: Request) -> Response:
-        key = idempotency_key(request)
-        body = require_object(parse_json_body(await request.body()))
-        return post_job(request, key, body, lambda db: backend.rollback(db, job_id))
-
-    @app.post("/api/v1/models/{name}/stream-batches")
-    async def stream_batch(name: str, request: Request) -> Response:
-        key = idempotency_key(request)
-        body = parse_json_body(await request.body(), allow_empty=False)
-        partition, after, max_records = validate_stream_body(body)
-        return post_job(request, key, body, lambda db: backend.process_batch(db, name, partition, after, max_records))
-
-    # -- admin endpoints -----------------------------------------------------
-
-    @app.get("/_admin/models")
-    async def admin_models() -> Response:
-        return json_response({"models": backend.admin_models()})
-
-    @app.put("/_admin/models")
-    async def admin_replace_models(request: Request) -> Response:
-        return json_response({"count": backend.replace_models(parse_json_body(await request.body(), allow_empty=False))})
-
-    @app.post("/_admin/models")
-    async def admin_upsert_models(request: Request) -> Response:
-        records = backend.upsert_models(parse_json_body(await request.body(), allow_empty=False))
-        return json_response({"models": records})
-
-    @app.put("/_admin/models/{name}/training-metrics")
-    async def admin_training_metrics(name: str, request: Request) -> Response:
-        backend.set_training_metrics(name, parse_json_body(await request.body()))
-        return json_response({"ok": True})
-
-    @app.post("/_admin/models/{name}/fail-training")
-    async def admin_fail_training(name: str, request: Request) -> Response:
-        backend.arm_failure("training", name, parse_json_body(await request.body()))
-        return json_response({"ok": True})
-
-    @app.post("/_admin/models/{name}/fail-deployment")
-    async def admin_fail_deployment(name: str, request: Request) -> Response:
-        backend.arm_failure("deployment", name, parse_json_body(await request.body()))
-        return json_response({"ok": True})
-
-    @app.patch("/_admin/models/{name:path}")
-    async def admin_patch_model(name: str, request: Request) -> Response:
-        return json_response({"model": backend.patch_model(name, parse_json_body(await request.body()))})
-
-    @app.delete("/_admin/models/{name:path}")
-    async def admin_delete_model(name: str) -> Response:
-        return json_response({"deleted": backend.delete_model(name)})
-
-    @app.put("/_admin/targets/{target}/smoke")
-    async def admin_smoke(target: str, request: Request) -> Response:
-        backend.set_smoke_metrics(target, parse_json_body(await request.body()))
-        return json_response({"ok": True})
-
-    @app.post("/_admin/faults")
-    async def admin_add_fault(request: Request) -> Response:
-        return json_response({"id": backend.add_fault(parse_json_body(await request.body(), allow_empty=False))})
-
-    @app.get("/_admin/faults")
-    async def admin_list_faults() -> Response:
-        return json_response({"faults": backend.list_faults()})
-
-    @app.delete("/_admin/faults")
-    async def admin_clear_faults() -> Response:
-        backend.clear_faults()
-        return json_response({"ok": True})
-
-    @app.put("/_admin/streams/{model}/{partition}")
-    async def admin_stream_length(model: str, partition: int, request: Request) -> Response:
-        body = require_object(parse_json_body(await request.body()))
-        return json_response({"length": backend.set_stream_length(model, partition, body.get("length"), append=False)})
-
-    @app.post("/_admin/streams/{model}/{partition}/append")
-    async def admin_stream_append(model: str, partition: int, request: Request) -> Response:
-        body = require_object(parse_json_body(await request.body()))
-        return json_response({"length": backend.set_stream_length(model, partition, body.get("count"), append=True)})
-
-    @app.get("/_admin/streams/{model}")
-    async def admin_stream_stats(model: str, raw: bool = False) -> Response:
-        return json_response(backend.stream_stats(model, raw=raw))
-
-    @app.get("/_admin/jobs")
-    async def admin_jobs(model: str | None = None, kind: str | None = None) -> Response:
-        return json_response({"jobs": backend.list_jobs(model, kind)})
-
-    @app.get("/_admin/requests")
-    async def admin_requests(path: str | None = None, method: str | None = None) -> Response:
-        return json_response(backend.request_log(path, method.upper() if method else None))
-
-    @app.get("/_admin/settings")
-    async def admin_settings() -> Response:
-        return json_response(backend.settings())
-
-    @app.put("/_admin/settings")
-    async def admin_update_settings(request: Request) -> Response:
-        return json_response(backend.update_settings(parse_json_body(await request.body())))
-
-    @app.post("/_admin/reset")
-    async def admin_reset(request: Request) -> Response:
-        backend.reset(parse_json_body(await request.body()))
-        return json_response({"ok": True})
-
-    return app
-
-
-# --------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------
-
-def load_seed_file(path: str) -> list[Any]:
-    """A seed file is a JSON list of LiveModel records."""
-    with open(path, encoding="utf-8") as handle:
-        seed = json.load(handle)
-    if not isinstance(seed, list):
-        raise ValueError(f"{path}: the seed file must hold a JSON list of records")
-    return seed
-
-
-def watch_parent(parent_pid: int, interval: float = 0.5) -> None:
-    """Stop this server when the process that started it is gone (no orphans)."""
-
-    def loop() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(interval)
-        log.warning("parent process %d is gone; stopping", parent_pid)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(10)
-        os._exit(1)
-
-    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dag_factory.backend.server", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (loopback unless --allow-remote)")
-    parser.add_argument("--port", type=int, default=8800)
-    parser.add_argument("--db", required=True, help="SQLite file holding all state")
-    parser.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV}, else dev-token)")
-    parser.add_argument("--job-delay", type=float, default=1.0, help="seconds until a job finishes")
-    parser.add_argument("--stream-length", type=int, default=DEFAULT_STREAM_LENGTH, help="records per partition")
-    parser.add_argument("--seed-file", default=None, help="JSON list of LiveModel records for a new database")
-    parser.add_argument("--allow-remote", action="store_true", help="allow binding a non-loopback address")
-    parser.add_argument("--exit-with-parent", type=int, default=None, metavar="PID",
-                        help="stop when process PID is no longer this server's parent")
-    parser.add_argument("--log-level", default="info")
-    return parser
-
-
-def serve(
-    *,
-    db_path: str,
-    token: str,
-    host: str = "127.0.0.1",
-    port: int = 8800,
-    job_delay: float = 1.0,
-    seed: list[dict] | None = None,
-    stream_length: int = DEFAULT_STREAM_LENGTH,
-    allow_remote: bool = False,
-    log_level: str = "info",
-    exit_with_parent: int | None = None,
-) -> None:
-    """Run the backend under uvicorn in this process until interrupted."""
-    import uvicorn
-
-    if not is_loopback(host) and not allow_remote:
-        raise ValueError(f"refusing to bind {host}: not a loopback address (pass allow_remote=True)")
-    app = create_app(db_path, token, job_delay=job_delay, seed=seed, stream_length=stream_length)
-    if exit_with_parent is not None:
-        watch_parent(exit_with_parent)
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=3)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point: parse flags, then :func:`serve`."""
-    args = build_parser().parse_args(argv)
-    if not is_loopback(args.host) and not args.allow_remote:
-        print(f"refusing to bind {args.host}: not a loopback address (use --allow-remote)", file=sys.stderr)
-        return 2
-    serve(
-        db_path=args.db,
-        token=args.token or os.environ.get(TOKEN_ENV) or "dev-token",
-        host=args.host,
-        port=args.port,
-        job_delay=args.job_delay,
-        seed=load_seed_file(args.seed_file) if args.seed_file else None,
-        stream_length=args.stream_length,
-        allow_remote=args.allow_remote,
-        log_level=args.log_level,
-        exit_with_parent=args.exit_with_parent,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,45 +11,25 @@ import os
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, MutableMapping
+from typing import Any, Mapping, MutableMapping
 
-from dag_factory.build.shards import Shard, check_shard, in_shard, select, shard_snapshot
+from dag_factory.builders.invalid import PREFIX, build_invalid_dag, invalid_dag_id
+from dag_factory.kinds import KINDS, split_dag_id
+from dag_factory.layout import Shard, check_shard, in_shard, select, specs_dir_for
 from dag_factory.live import snapshot
-from dag_factory.live.fleet import FleetModel, plan_fleet, spec_name_of
-from dag_factory.live.store import LIVE_VARIABLE, sdk_read
+from dag_factory.live.fleet import plan_fleet, shard_snapshot, spec_name_of
+from dag_factory.live.store import sdk_read
+from dag_factory.settings import LIVE_VARIABLE
 from dag_factory.specs.errors import SpecError
 from dag_factory.specs.loader import LoadResult, discover, load_specs
-from dag_factory.specs.model import DAG_SUFFIX, DagKind
 
 log = logging.getLogger(__name__)
-SPECS_ENV = "DAG_FACTORY_SPECS"
-_KIND_BY_SUFFIX = {suffix: kind for kind, suffix in DAG_SUFFIX.items()}
-
-
-def specs_dir_for(entry_file: str | None) -> Path:
-    """$DAG_FACTORY_SPECS, else specs/ beside the dags/ folder that holds the entry file."""
-    if os.environ.get(SPECS_ENV):
-        return Path(os.environ[SPECS_ENV])
-    base = Path(entry_file).resolve().parent if entry_file else Path.cwd()
-    return base.parent / "specs"
-
-
-def _builder(kind: DagKind) -> Callable[[FleetModel], Any]:
-    if kind == "training":
-        from dag_factory.build.training import build_training_dag as build
-    elif kind == "deployment":
-        from dag_factory.build.deployment import build_deployment_dag as build
-    else:
-        from dag_factory.build.streaming import build_streaming_dag as build
-    return build
 
 
 def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: str | None = None,
                shard: Shard | None = None) -> dict[str, Any]:
     """DAG id -> DAG for every model of the fleet and every invalid file (or just `only`),
     of one `shard` of the fleet when the fleet is split across entry files."""
-    from dag_factory.build.invalid import build_invalid_dag, invalid_dag_id
-
     dags: dict[str, Any] = {}
     by_file: dict[str, list[SpecError]] = {}
     for error in result.errors:
@@ -67,7 +47,7 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
             if only is not None and only != dag_id:
                 continue
             try:
-                built[dag_id] = _builder(kind)(model)
+                built[dag_id] = KINDS[kind].build(model)
             except Exception as exc:  # noqa: BLE001 - e.g. a custom operator refusing its kwargs
                 log.exception("building %s from %s failed", dag_id, model.spec.source)
                 by_file.setdefault(model.spec.source, []).append(SpecError(
@@ -94,14 +74,11 @@ def _only_model(snap: Mapping[str, Any] | None, only: str | None) -> Mapping[str
 
 def _files_for(dag_id: str, specs_dir: Path, snap: Mapping[str, Any] | None) -> list[Path] | None:
     """The one spec file a DAG id needs, or None when the whole folder must be read."""
-    from dag_factory.build.invalid import PREFIX
-
     stem = dag_id[len(PREFIX):] if dag_id.startswith(PREFIX) else None
     if stem is None:
-        model, sep, suffix = dag_id.rpartition("__")
-        if not sep or suffix not in _KIND_BY_SUFFIX:
+        if (parts := split_dag_id(dag_id)) is None:
             return None
-        stem = spec_name_of(model, snap)
+        stem = spec_name_of(parts[0], snap)
     found = [p for p in (specs_dir / f"{stem}.yaml", specs_dir / f"{stem}.yml") if p.is_file()]
     return found or None
 
@@ -142,7 +119,7 @@ def read_live_snapshot() -> dict[str, Any] | None:
 def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathLike | None = None,
                   shard: Shard | None = None) -> dict[str, Any]:
     """Build the DAGs and put them into `namespace` (the entry file's globals()).
-    `shard=(i, K)`: only the i-th of K parts of the fleet (see dag_factory.build.shards)."""
+    `shard=(i, K)`: only the i-th of K parts of the fleet (see dag_factory.layout)."""
     from airflow.sdk import get_parsing_context
 
     shard = check_shard(shard)

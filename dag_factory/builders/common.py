@@ -9,9 +9,10 @@ from typing import Any, Callable, Iterable, Mapping
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import BaseOperator, TaskGroup
 
+from dag_factory.kinds import DagKind
 from dag_factory.live.fleet import FleetModel
 from dag_factory.runtime.conf import conf_doc
-from dag_factory.specs.model import CustomStep, DagKind, TaskDefaults, thaw
+from dag_factory.specs.model import CustomStep, TaskDefaults, thaw
 from dag_factory.specs.rules import step_edges
 
 Node = BaseOperator | TaskGroup

@@ -2,12 +2,12 @@
 
 Tests, demos and the CLI need a backend that speaks real HTTP on a real
 socket and can be stopped and restarted like a real service. This runs
-``python -m dag_factory.backend.server`` in a child process, waits until it
+``python -m dag_factory.dev.backend.server`` in a child process, waits until it
 answers its health check, and always cleans up: on ``stop()``, at the end of
 a ``with`` block, at interpreter exit, and -- because the child watches its
 parent -- even when the parent is killed.
 
->>> from dag_factory.backend.server import seed_records                 # doctest: +SKIP
+>>> from dag_factory.dev.backend.seed import seed_records                 # doctest: +SKIP
 >>> with start_backend(seed=seed_records([("churn", "churn")])) as backend:
 ...     backend.admin("POST", "/faults", {"path_prefix": "/api/v1/models", "status": 503})
 ...     backend.client().list_models()        # retried once, then succeeds
@@ -30,12 +30,12 @@ from typing import Any
 
 import requests
 
-from dag_factory.backend.client import BackendClient
-from dag_factory.backend.server import TOKEN_ENV, is_loopback
+from dag_factory.client import BackendClient
+from dag_factory.dev.backend.state import TOKEN_ENV, is_loopback
 
 __all__ = ["RunningBackend", "start_backend", "BackendStartError"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+IMPORT_ROOT = Path(__file__).resolve().parents[3]  # the folder `import dag_factory` finds it in
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 PORT_ATTEMPTS = 3
@@ -65,7 +65,7 @@ def child_env(token: str) -> dict[str, str]:
     """Environment for the server: token out of argv, project importable from any cwd."""
     env = dict(os.environ)
     env[TOKEN_ENV] = token
-    paths = [str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [str(IMPORT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -193,7 +193,7 @@ class RunningBackend:
 
     def _command(self) -> list[str]:
         command = [
-            sys.executable, "-m", "dag_factory.backend.server",
+            sys.executable, "-m", "dag_factory.dev.backend.server",
             "--host", self.host, "--port", str(self.port), "--db", self.db_path,
             "--job-delay", str(self.job_delay), "--exit-with-parent", str(os.getpid()),
         ]
@@ -207,7 +207,7 @@ class RunningBackend:
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(
                 self._command(), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                env=child_env(self.token), cwd=str(PROJECT_ROOT) if PROJECT_ROOT.is_dir() else None,
+                env=child_env(self.token), cwd=None,
             )
 
     def _wait_healthy(self, timeout: float = START_TIMEOUT) -> None:

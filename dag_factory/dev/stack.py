@@ -40,7 +40,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from dag_factory.backend.process import free_port, log_tail
+from dag_factory.dev.backend.process import free_port, log_tail
 
 __all__ = ["Stack", "StackError", "start_stack", "PROFILES", "ADMIN_USER"]
 
@@ -222,12 +222,12 @@ class Stack:
             try:
                 _drop_database(self.db_name)
             except Exception as exc:  # noqa: BLE001 - reported, cleanup goes on
-                print(f"dag_factory.stack: could not drop database {self.db_name}: {exc}", file=sys.stderr)
+                print(f"dag_factory.dev.stack: could not drop database {self.db_name}: {exc}", file=sys.stderr)
         if self.redis_db is not None:
             try:
                 _flush_redis_db(self.redis_db)
             except Exception as exc:  # noqa: BLE001
-                print(f"dag_factory.stack: could not flush redis db {self.redis_db}: {exc}", file=sys.stderr)
+                print(f"dag_factory.dev.stack: could not flush redis db {self.redis_db}: {exc}", file=sys.stderr)
         with _lock:
             _running.discard(self)
 
@@ -524,7 +524,8 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
             except subprocess.TimeoutExpired as exc:
                 raise StackError(f"airflow db migrate took over {MIGRATE_TIMEOUT:.0f}s") from exc
         if result.returncode != 0:
-            raise StackError(f"airflow db migrate exited with {result.returncode}:\n{log_tail(str(stack.log_path('db-migrate')))}")
+            tail = log_tail(str(stack.log_path("db-migrate")))
+            raise StackError(f"airflow db migrate exited with {result.returncode}:\n{tail}")
         for name in commands:
             stack.start_process(name)
         stack.wait_ready()

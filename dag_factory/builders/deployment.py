@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
-from dag_factory.build.common import Span, builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
+from dag_factory.builders.common import Span, builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
 from dag_factory.live.fleet import FleetModel
-from dag_factory.runtime import BACKEND_CONN_ID, deployment
+from dag_factory.runtime import deployment
 from dag_factory.runtime.jobs import WaitForJobOperator
 from dag_factory.runtime.training import model_asset
+from dag_factory.settings import BACKEND_CONN_ID
 from dag_factory.specs.model import DEPLOYMENT_FINAL, DeploymentSpec
 from dag_factory.specs.rules import deployment_steps
 

@@ -15,10 +15,11 @@ from typing import Iterable
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
 
-from dag_factory.build.common import python_task
+from dag_factory.builders.common import python_task
+from dag_factory.settings import INVALID_DAG_PREFIX
 from dag_factory.specs.errors import SpecError
 
-PREFIX = "dag_factory_invalid__"
+PREFIX = INVALID_DAG_PREFIX
 
 
 def invalid_dag_id(file: str) -> str:

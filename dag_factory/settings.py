@@ -1,0 +1,58 @@
+"""Every setting of dag_factory in one place: the `DAG_FACTORY_*` environment variables, their
+defaults, and the ids several modules share (connection, Variable, sync DAG).
+
+Read at call time, not import time, so a test or a deployment can change the environment
+without re-importing anything. `dag-factory settings` prints the table below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# Ids used in several places (connection, Variables, DAGs). Changing one renames it everywhere.
+BACKEND_CONN_ID = "model_backend"
+AIRFLOW_API_CONN_ID = "airflow_api"
+LIVE_VARIABLE = "dag_factory_live_models"
+OFFSETS_VARIABLE_PREFIX = "dag_factory.offsets"
+SYNC_DAG_ID = "dag_factory_backend_sync"
+INVALID_DAG_PREFIX = "dag_factory_invalid__"
+RESERVED_PREFIX = "dag_factory_"  # model names may not start with it: the ids above live there
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable: its name without the prefix, default and meaning."""
+
+    name: str
+    default: str
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"DAG_FACTORY_{self.name}"
+
+    def get(self) -> str:
+        value = os.environ.get(self.env, "")
+        return value if value.strip() else self.default
+
+
+SPECS = Setting("SPECS", "", "the specs folder (default: specs/ beside the DAGs folder, or ./specs for the CLI)")
+SCHEMAS = Setting("SCHEMAS", "", "a folder of JSON Schemas to use instead of the ones the package ships")
+SYNC_INTERVAL = Setting("SYNC_INTERVAL", "5m", "how often the sync DAG polls the backend")
+LIVE_TTL = Setting("LIVE_TTL", "1h", "how long stored live data counts as fresh")
+MISSING_LISTINGS = Setting("MISSING_LISTINGS", "3", "complete listings a model may be missing before its DAGs go")
+SYNC_PAGE_SIZE = Setting("SYNC_PAGE_SIZE", "100", "records per page of the backend's model listing")
+REPARSE = Setting("REPARSE", "touch", "how a change asks for a re-parse: touch, api or off")
+AIRFLOW_API_CONN = Setting("AIRFLOW_API_CONN", AIRFLOW_API_CONN_ID,
+                           "Airflow connection of the api-server, for REPARSE=api")
+
+ALL: tuple[Setting, ...] = (SPECS, SCHEMAS, SYNC_INTERVAL, LIVE_TTL, MISSING_LISTINGS, SYNC_PAGE_SIZE,
+                            REPARSE, AIRFLOW_API_CONN)
+
+
+def table() -> str:
+    """The settings as a plain-text table, with the value in force."""
+    rows = [(s.env, s.get() or "-", s.help) for s in ALL]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{env:<{width}}  {value:<12}  {text}" for env, value, text in rows)
