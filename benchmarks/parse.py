@@ -1,7 +1,7 @@
 """Parse-time benchmark: one entry file building N models' DAGs, side by side with the alternatives.
 
     .venv/bin/python benchmarks/parse.py [--models 100,300,1000] [--repeat 5] [--json out.json]
-                                         [--variants floor,factory,factory_split,factory_task,dagfactory110]
+                                         [--variants floor,factory,factory_cheaphash,factory_split,factory_task,dagfactory110]
                                          [--split 4] [--task-baseline 10] [--profile factory]
 
 For each N it generates a workload in a temp dir (N specs cycling the examples in specs/, their
@@ -52,7 +52,15 @@ DAGFACTORY_VENV = VENVS / "dagfactory110"
 DAGFACTORY_REQUIREMENTS = ("dag-factory==1.1.0", "apache-airflow==3.3.2")
 LIVE_VARIABLE = "dag_factory_live_models"
 LIVE_ENV = "AIRFLOW_VAR_" + LIVE_VARIABLE.upper()
-VARIANTS = ("floor", "factory", "factory_split", "factory_task", "dagfactory110")
+VARIANTS = ("floor", "floor_cheaphash", "factory", "factory_before", "factory_cheaphash", "factory_nogc",
+            "factory_nogc_freeze", "factory_split", "factory_task", "dagfactory110")
+# *_cheaphash: the same parse with Airflow's DAG.__hash__ made an identity hash in the child (issue 15:
+# what an upstream fix would give); factory_before: the builders as before issue 15 (`>>` for every
+# edge); factory_nogc: Python's cyclic GC off during the DagBag fill (what register_dags could do);
+# factory_nogc_freeze: the same, then gc.freeze() before serialization. Off by default (ask with --variants):
+WHAT_IFS = ("floor_cheaphash", "factory_before", "factory_nogc", "factory_nogc_freeze")
+DEFAULT_VARIANTS = tuple(v for v in VARIANTS if v not in WHAT_IFS)
+CHEAP_HASH = {"floor_cheaphash": "floor", "factory_cheaphash": "factory"}  # variant -> the variant it patches
 DEFAULT_SPLIT = 4  # factory_split: entry files (--split)
 SECTIONS = ("training", "deployment", "streaming")
 SUFFIX = {"training": "train", "deployment": "deploy", "streaming": "stream"}
@@ -80,6 +88,11 @@ p.add_argument("--watch", default="")          # count .yaml/.yml files opened u
 p.add_argument("--env-file", action="append", default=[])  # NAME=path: set os.environ[NAME] from a file
 p.add_argument("--no-serialize", action="store_true")
 p.add_argument("--profile", default="")        # cProfile the DagBag fill into this file
+p.add_argument("--profile-serialize", default="")  # cProfile the serialization loop into this file
+p.add_argument("--cheap-hash", action="store_true")  # DAG.__hash__ = object.__hash__ (benchmark only)
+p.add_argument("--before-issue15", action="store_true")  # dag_factory's builders with `>>` and the runtime callable
+p.add_argument("--gc-off", action="store_true")  # the cyclic GC off during the DagBag fill (a what-if)
+p.add_argument("--gc-freeze", action="store_true")  # gc.freeze() after the DagBag fill (a what-if)
 a = p.parse_args()
 
 # Large values (the live snapshot of 1,000 models is ~0.5 MB) cannot go through execve:
@@ -122,6 +135,27 @@ def _wrap_get(cls, label):
     get.__wrapped__ = func
     cls.get = classmethod(get)
 
+
+if a.cheap_hash:
+    # What an identity hash upstream would give (docs/upstream-dag-hash.md): every `>>` builds a
+    # set of the tasks' DAGs, and DAG.__hash__ hashes every task id and the schedule. Only here,
+    # to measure what is left to win; never in the product.
+    from airflow.sdk.definitions.dag import DAG as _SdkDag
+    _SdkDag.__hash__ = object.__hash__
+
+if a.before_issue15:
+    # The factory as it built DAGs before issue 15, for a same-run comparison: every edge with
+    # Airflow's `>>`, the mapped task with the runtime function itself as its callable.
+    import dag_factory.builders.common as _common
+    import dag_factory.builders.deployment as _deployment
+    import dag_factory.builders.streaming as _streaming
+    import dag_factory.runtime.streaming as _runtime_streaming
+
+    def _shift(up, down):
+        up >> down
+
+    _common.link = _deployment.link = _shift
+    _streaming.process_partition = _runtime_streaming.process_partition
 
 _wrap_get(sdk_variable.Variable, "airflow.sdk.Variable.get")
 if airflow.sdk.Variable is not sdk_variable.Variable:  # a different class behind airflow.sdk
@@ -194,6 +228,10 @@ if watch:
 
 # --- the parse --------------------------------------------------------------------------------
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+c0 = time.process_time()  # CPU time too: on a shared machine it moves far less than wall time
+if a.gc_off:
+    import gc
+    gc.disable()
 t0 = time.perf_counter()
 if a.profile:
     import cProfile
@@ -203,6 +241,12 @@ if a.profile:
 else:
     bag = DagBag(dag_folder=a.entry)
 t1 = time.perf_counter()
+c1 = time.process_time()
+if a.gc_freeze:
+    import gc
+    gc.freeze()  # what the parse built moves to the permanent generation: serialization does not rescan it
+if a.gc_off:
+    gc.enable()
 rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 reads = dict(var_calls)
 keys = dict(var_keys)
@@ -215,19 +259,34 @@ if watch:
 
 tasks = {dag_id: len(dag.tasks) for dag_id, dag in bag.dags.items()}
 t2 = time.perf_counter()
+c2 = time.process_time()
+if a.profile_serialize:
+    import cProfile
+    prof = cProfile.Profile()
+    prof.enable()
 if not a.no_serialize:
     for dag in bag.dags.values():
         DagSerialization.to_dict(dag)
+if a.profile_serialize:
+    prof.disable()
+    prof.dump_stats(a.profile_serialize)
 t3 = time.perf_counter()
+c3 = time.process_time()
 rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 with open(a.out, "w", encoding="utf-8") as fh:
     json.dump({
         "airflow_version": airflow.__version__,
         "python": sys.version.split()[0],
+        "cheap_hash": a.cheap_hash,
+        "before_issue15": a.before_issue15,
+        "gc_off": a.gc_off,
+        "gc_freeze": a.gc_freeze,
         "airflow_import_s": t_airflow - t_start,
         "import_s": t1 - t0,
         "serialize_s": None if a.no_serialize else t3 - t2,
+        "import_cpu_s": c1 - c0,
+        "serialize_cpu_s": None if a.no_serialize else c3 - c2,
         "rss_before_mb": rss0 / 1024,
         "rss_import_mb": rss_import / 1024,
         "rss_mb": rss_end / 1024,
@@ -825,11 +884,14 @@ def _child_env(home: Path, dags_folder: Path, extra: dict[str, str]) -> dict[str
 
 def run_variant(workload: Workload, variant: str, *, python: Path | None = None, serialize: bool = True,
                 task_dag_id: str | None = None, profile: Path | None = None, keep_home: bool = False,
-                split: int = DEFAULT_SPLIT) -> dict[str, Any]:
+                split: int = DEFAULT_SPLIT, profile_serialize: Path | None = None) -> dict[str, Any]:
     """Parse one variant's entry file in a fresh process; returns the child's measurements plus
     `ok` and `problems` (import errors, wrong DAG set or task counts, a DB touched, a crash).
-    `factory_split`: `split` entry files, each in its own process (see run_split)."""
+    `factory_split`: `split` entry files, each in its own process (see run_split).
+    `*_cheaphash`: that variant with `DAG.__hash__` replaced by `object.__hash__` in the child."""
     wl = workload
+    cheap_hash = variant in CHEAP_HASH
+    base = CHEAP_HASH.get(variant, "factory" if variant in WHAT_IFS else variant)
     if variant == "factory_split":
         if profile:
             raise ValueError("factory_split is K parses; profile `factory` (or one shard with run_child)")
@@ -838,9 +900,9 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
     env_files = [f"{LIVE_ENV}={wl.live_file}"]  # the same live data in every variant's environment
     expected = dict(wl.expected)
     watch: Path | None = None
-    if variant == "floor":
+    if base == "floor":
         entry, dags_folder = wl.floor_file, wl.floor_file.parent
-    elif variant in ("factory", "factory_task"):
+    elif base in ("factory", "factory_task"):
         entry, dags_folder, watch = ENTRY_FILE, ENTRY_FILE.parent, wl.specs_dir
         extra.update(_factory_env(wl))
         if variant == "factory_task":
@@ -855,9 +917,12 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
         raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
     result = run_child(entry, scratch=wl.folder / "runs", python=python, dags_folder=dags_folder, env=extra,
                        env_files=env_files, watch=watch, serialize=serialize, profile=profile, keep_home=keep_home,
-                       label=variant)
+                       label=variant, cheap_hash=cheap_hash, profile_serialize=profile_serialize,
+                       before_issue15=variant == "factory_before", gc_off=variant.startswith("factory_nogc"),
+                       gc_freeze=variant == "factory_nogc_freeze")
     result.update(variant=variant, models=wl.models)
     result["import_serialize_s"] = _import_serialize(result)
+    result["import_serialize_cpu_s"] = _import_serialize(result, cpu=True)
     if "dag_tasks" in result:
         result["problems"].extend(_problems(result, expected))
         result["ok"] = not result["problems"]
@@ -866,8 +931,8 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
     return result
 
 
-def _import_serialize(result: dict) -> float | None:
-    imp, ser = result.get("import_s"), result.get("serialize_s")
+def _import_serialize(result: dict, cpu: bool = False) -> float | None:
+    imp, ser = result.get("import_cpu_s" if cpu else "import_s"), result.get("serialize_cpu_s" if cpu else "serialize_s")
     return imp + ser if imp is not None and ser is not None else None
 
 
@@ -981,9 +1046,11 @@ def run_split(workload: Workload, count: int, *, python: Path | None = None, ser
 def run_child(entry: Path, *, scratch: Path, python: Path | None = None, dags_folder: Path | None = None,
               env: dict[str, str] | None = None, env_files: list[str] = (), watch: Path | None = None,
               serialize: bool = True, profile: Path | None = None, keep_home: bool = False,
-              label: str = "child") -> dict[str, Any]:
+              label: str = "child", cheap_hash: bool = False, profile_serialize: Path | None = None,
+              before_issue15: bool = False, gc_off: bool = False, gc_freeze: bool = False) -> dict[str, Any]:
     """Fill a DagBag from one DAG file in a fresh interpreter with its own temp AIRFLOW_HOME and
-    the counters installed; the child's measurements plus `ok`, `problems` and `wall_s`."""
+    the counters installed; the child's measurements plus `ok`, `problems` and `wall_s`.
+    `cheap_hash`: Airflow's DAG.__hash__ replaced by an identity hash in the child (a measurement only)."""
     python = python or project_python()
     scratch.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix=f"{label}_home_", dir=scratch))
@@ -999,6 +1066,16 @@ def run_child(entry: Path, *, scratch: Path, python: Path | None = None, dags_fo
         cmd.append("--no-serialize")
     if profile:
         cmd += ["--profile", str(profile)]
+    if profile_serialize:
+        cmd += ["--profile-serialize", str(profile_serialize)]
+    if cheap_hash:
+        cmd.append("--cheap-hash")
+    if before_issue15:
+        cmd.append("--before-issue15")
+    if gc_off:
+        cmd.append("--gc-off")
+    if gc_freeze:
+        cmd.append("--gc-freeze")
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=_child_env(home, dags_folder or entry.parent, env or {}), cwd=home,
                           capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -1087,7 +1164,8 @@ def ensure_dagfactory_env(venv: Path = DAGFACTORY_VENV, log=print) -> tuple[Path
 
 # --------------------------------------------------------------------------- reporting
 
-_METRICS = ("import_s", "serialize_s", "import_serialize_s", "rss_import_mb", "rss_mb", "variable_reads",
+_METRICS = ("import_s", "serialize_s", "import_serialize_s", "import_cpu_s", "serialize_cpu_s", "import_serialize_cpu_s",
+            "rss_import_mb", "rss_mb", "variable_reads",
             "spec_file_opens", "spec_dir_listings", "airflow_import_s", "dags", "tasks",
             "sum_import_s", "sum_serialize_s", "sum_import_serialize_s")
 
@@ -1133,7 +1211,24 @@ def summarize(runs: list[dict]) -> list[dict]:
         row["import_x_floor_paired"] = _median(paired)
         floor_min = min((r["import_s"] for r in groups.get(("floor", n), []) if r.get("ok")), default=None)
         row["import_x_floor_min"] = row["min_import_s"] / floor_min if full and floor_min and row["min_import_s"] else None
+        # the same two ratios for serialize, the sum, and in CPU time
+        for key in ("serialize_s", "import_serialize_s", "import_cpu_s", "serialize_cpu_s", "import_serialize_cpu_s"):
+            mine, theirs = row[f"median_{key}"], _median([r.get(key) for r in groups.get(("floor", n), []) if r.get("ok")])
+            row[f"{key[:-2]}_x_floor"] = mine / theirs if full and mine and theirs else None
+            by_rep = {r.get("repetition"): r.get(key) for r in groups.get(("floor", n), []) if r.get("ok")}
+            row[f"{key[:-2]}_x_floor_paired"] = _median([r[key] / by_rep[r.get("repetition")] for r in good
+                                                         if full and r.get(key) and by_rep.get(r.get("repetition"))])
         out.append(row)
+    # *_cheaphash against the variant it patches, paired by repetition: what the hash still costs
+    for row in out:
+        if row["variant"] not in CHEAP_HASH:
+            continue
+        base_runs = {r.get("repetition"): r for r in groups.get((CHEAP_HASH[row["variant"]], row["models"]), [])
+                     if r.get("ok")}
+        for key in ("import_s", "import_serialize_s", "import_cpu_s", "import_serialize_cpu_s"):
+            row[f"{key[:-2]}_x_uncheap_paired"] = _median([
+                r[key] / base_runs[r.get("repetition")][key] for r in groups[(row["variant"], row["models"])]
+                if r.get("ok") and r.get(key) and base_runs.get(r.get("repetition"), {}).get(key)])
     task_rows = sorted((r for r in out if r["variant"] == "factory_task"), key=lambda r: r["models"])
     if task_rows and task_rows[0]["median_import_s"]:
         base = task_rows[0]
@@ -1163,13 +1258,16 @@ def summarize(runs: list[dict]) -> list[dict]:
     return out
 
 
+GOAL_MODELS = 1000  # the N the goals are stated at (issues 5 and 15); the largest N when it was not measured
+
+
 def goal_ratios(rows: list[dict], runs: list[dict] = ()) -> dict[str, Any]:
-    """The numbers issue 5 asks about, at the largest N measured with the full variants
-    (`runs`: for the per-repetition dag-factory / factory ratio)."""
+    """The numbers issues 5 and 15 ask about, at N=1000 (else the largest N measured with the full
+    variants; `runs`: for the per-repetition dag-factory / factory ratio)."""
     full = [r["models"] for r in rows if r["variant"] in ("floor", "factory")]
     if not full:
         return {}
-    n = max(full)
+    n = GOAL_MODELS if GOAL_MODELS in full else max(full)
     at = {r["variant"]: r for r in rows if r["models"] == n}
 
     def ratio(a: str, key_a: str, b: str, key_b: str) -> float | None:
@@ -1185,10 +1283,39 @@ def goal_ratios(rows: list[dict], runs: list[dict] = ()) -> dict[str, Any]:
                                             if r.get("ok") and r["models"] == n and "paired_with" not in r}
     df_paired = _median([t / by_rep["factory", rep] for (v, rep), t in by_rep.items()
                          if v == "dagfactory110" and by_rep.get(("factory", rep))])
+    factory, cheap = at.get("factory") or {}, at.get("factory_cheaphash") or {}
+
+    def paired(a: str, b: str, key: str) -> float | None:
+        """Median over repetitions of a's `key` / b's `key` at N=n."""
+        of = {(r["variant"], r.get("repetition")): r.get(key) for r in runs
+              if r.get("ok") and r["models"] == n and "paired_with" not in r}
+        return _median([v / of[b, rep] for (var, rep), v in of.items() if var == a and v and of.get((b, rep))])
+
     return {
         "models": n,
+        "nogc_x_factory": {key: paired("factory_nogc", "factory", key) for key in ("import_s", "import_cpu_s")},
+        "nogc_freeze_x_floor": {key: paired("factory_nogc_freeze", "floor", key)
+                                for key in ("import_cpu_s", "serialize_cpu_s", "import_serialize_cpu_s")},
+        "nogc_import_x_floor_paired": paired("factory_nogc", "floor", "import_s"),
+        "nogc_import_cpu_x_floor_paired": paired("factory_nogc", "floor", "import_cpu_s"),
+        "factory_x_before": {key: paired("factory", "factory_before", key)
+                             for key in ("import_s", "import_cpu_s", "serialize_s", "serialize_cpu_s",
+                                         "import_serialize_s", "import_serialize_cpu_s")},
         "factory_import_x_floor": ratio("factory", "median_import_s", "floor", "median_import_s"),
-        "factory_import_x_floor_paired": (at.get("factory") or {}).get("import_x_floor_paired"),
+        "factory_import_x_floor_paired": factory.get("import_x_floor_paired"),
+        "factory_serialize_x_floor": factory.get("serialize_x_floor"),
+        "factory_serialize_x_floor_paired": factory.get("serialize_x_floor_paired"),
+        "factory_import_serialize_x_floor": factory.get("import_serialize_x_floor"),
+        "factory_import_serialize_x_floor_paired": factory.get("import_serialize_x_floor_paired"),
+        "factory_import_cpu_x_floor_paired": factory.get("import_cpu_x_floor_paired"),
+        "factory_serialize_cpu_x_floor_paired": factory.get("serialize_cpu_x_floor_paired"),
+        "factory_import_serialize_cpu_x_floor_paired": factory.get("import_serialize_cpu_x_floor_paired"),
+        "factory_cheaphash_import_cpu_x_factory_paired": cheap.get("import_cpu_x_uncheap_paired"),
+        "factory_cheaphash_import_serialize_cpu_x_factory_paired": cheap.get("import_serialize_cpu_x_uncheap_paired"),
+        "factory_cheaphash_import_x_factory_paired": cheap.get("import_x_uncheap_paired"),
+        "factory_cheaphash_import_serialize_x_factory_paired": cheap.get("import_serialize_x_uncheap_paired"),
+        "factory_cheaphash_import_x_floor_paired": cheap.get("import_x_floor_paired"),
+        "floor_cheaphash_import_x_floor_paired": (at.get("floor_cheaphash") or {}).get("import_x_uncheap_paired"),
         "dagfactory110_import_x_factory": ratio("dagfactory110", "median_import_s", "factory", "median_import_s"),
         "dagfactory110_import_x_factory_paired": df_paired,
         "factory_rss_x_floor": ratio("factory", "median_rss_mb", "floor", "median_rss_mb"),
@@ -1214,10 +1341,42 @@ def render_ratios(g: dict[str, Any]) -> str:
     n = g["models"]
     lines = [f"At N={n} (medians of this run):",
              f"- factory import / floor import: {x(g['factory_import_x_floor'])} "
-             f"(paired {x(g['factory_import_x_floor_paired'])}; goal ≤ 1.3×)",
-             f"- dag-factory 1.1.0 import / factory import: {x(g['dagfactory110_import_x_factory'])} "
-             f"(paired {x(g.get('dagfactory110_import_x_factory_paired'))}; goal ≥ 4×)",
-             f"- peak RSS factory / floor: {x(g['factory_rss_x_floor'])} (goal ≤ 1.3×)"]
+             f"(paired {x(g['factory_import_x_floor_paired'])}; CPU time paired "
+             f"{x(g.get('factory_import_cpu_x_floor_paired'))}; goal ≤ 0.85×, issue 15)",
+             f"- factory serialize / floor serialize: {x(g.get('factory_serialize_x_floor'))} "
+             f"(paired {x(g.get('factory_serialize_x_floor_paired'))}; CPU time paired "
+             f"{x(g.get('factory_serialize_cpu_x_floor_paired'))}; goal ≤ 1×, issue 15)",
+             f"- factory import + serialize / floor: {x(g.get('factory_import_serialize_x_floor'))} "
+             f"(paired {x(g.get('factory_import_serialize_x_floor_paired'))}; CPU time paired "
+             f"{x(g.get('factory_import_serialize_cpu_x_floor_paired'))}; goal ≤ 0.95×, issue 15)"]
+    if g.get("factory_cheaphash_import_x_factory_paired") is not None:
+        lines.append(f"- left to win with an identity DAG.__hash__ (factory_cheaphash / factory, paired): import "
+                     f"{x(g['factory_cheaphash_import_x_factory_paired'])} (CPU "
+                     f"{x(g.get('factory_cheaphash_import_cpu_x_factory_paired'))}), import + serialize "
+                     f"{x(g.get('factory_cheaphash_import_serialize_x_factory_paired'))} (CPU "
+                     f"{x(g.get('factory_cheaphash_import_serialize_cpu_x_factory_paired'))})")
+    nogc = g.get("nogc_x_factory") or {}
+    if nogc.get("import_s") is not None:
+        lines.append(f"- factory_nogc / factory (the cyclic GC off during the parse), paired: import "
+                     f"{x(nogc['import_s'])} (CPU {x(nogc.get('import_cpu_s'))}); factory_nogc / floor import "
+                     f"{x(g.get('nogc_import_x_floor_paired'))} (CPU {x(g.get('nogc_import_cpu_x_floor_paired'))})")
+    freeze = g.get("nogc_freeze_x_floor") or {}
+    if freeze.get("import_cpu_s") is not None:
+        lines.append(f"- factory_nogc_freeze / floor (GC off during the parse, gc.freeze() after it), CPU paired: "
+                     f"import {x(freeze['import_cpu_s'])}, serialize {x(freeze.get('serialize_cpu_s'))}, "
+                     f"import + serialize {x(freeze.get('import_serialize_cpu_s'))}")
+    before = g.get("factory_x_before") or {}
+    if before.get("import_s") is not None:
+        lines.append(f"- factory / factory_before (the builders with `>>`, as before issue 15), paired: import "
+                     f"{x(before['import_s'])} (CPU {x(before.get('import_cpu_s'))}), serialize "
+                     f"{x(before.get('serialize_s'))} (CPU {x(before.get('serialize_cpu_s'))}), import + serialize "
+                     f"{x(before.get('import_serialize_s'))} (CPU {x(before.get('import_serialize_cpu_s'))})")
+    if g.get("floor_cheaphash_import_x_floor_paired") is not None:
+        lines.append(f"- the floor with an identity DAG.__hash__ (floor_cheaphash / floor import, paired): "
+                     f"{x(g['floor_cheaphash_import_x_floor_paired'])}")
+    lines += [f"- dag-factory 1.1.0 import / factory import: {x(g['dagfactory110_import_x_factory'])} "
+              f"(paired {x(g.get('dagfactory110_import_x_factory_paired'))}; goal ≥ 4×)",
+              f"- peak RSS factory / floor: {x(g['factory_rss_x_floor'])} (goal ≤ 1.3×)"]
     if g["factory_task_models"]:
         a, b = g["factory_task_models"]
         lines.append(f"- task-run parse (factory_task) N={b} / N={a}: {x(g['factory_task_x_baseline'])} "
@@ -1239,13 +1398,15 @@ def _fmt(value: Any, spec: str) -> str:
 
 def render_table(rows: list[dict]) -> str:
     head = ("variant", "N", "DAGs", "files", "import s", "(min)", "serialize s", "import + serialize s",
-            "Σ files import + serialize s", "RSS MB (import)", "RSS MB (end)", "Variable reads", "spec files read",
-            "import × floor", "(paired)", "(min)", "RSS × floor")
+            "import CPU s", "import + serialize CPU s", "Σ files import + serialize s", "RSS MB (import)", "RSS MB (end)",
+            "Variable reads", "spec files read",
+            "import × floor", "(paired)", "(min)", "import + serialize × floor", "(paired)", "RSS × floor")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         name = r["variant"] + ("" if r["ok_runs"] == r["runs"] else f" ({r['runs'] - r['ok_runs']} failed)")
         reads = "—" if r["max_variable_reads"] is None else str(r["max_variable_reads"])
-        specs = "—" if r["variant"] == "floor" or r["max_spec_files_read"] is None else str(r["max_spec_files_read"])
+        specs = ("—" if r["variant"] in ("floor", "floor_cheaphash") or r["max_spec_files_read"] is None
+                 else str(r["max_spec_files_read"]))
         imp, ser = r["median_import_s"], r["median_serialize_s"]
         both = r.get("median_import_serialize_s")
         split = r["variant"] == "factory_split"
@@ -1255,18 +1416,32 @@ def render_table(rows: list[dict]) -> str:
             _fmt(imp, ".2f") + (" ‡" if imp is not None and imp > DAGBAG_IMPORT_TIMEOUT_S else ""),
             _fmt(r["min_import_s"], ".2f"), _fmt(ser, ".2f"),
             _fmt(both, ".2f") + (" †" if both is not None and both > DAG_FILE_PROCESSOR_TIMEOUT_S else ""),
+            _fmt(r.get("median_import_cpu_s"), ".2f"), _fmt(r.get("median_import_serialize_cpu_s"), ".2f"),
             _fmt(total, ".2f"),
             _fmt(r["median_rss_import_mb"], ".0f"),
             _fmt(r["median_rss_mb"], ".0f"), reads, specs,
             _fmt(r["import_x_floor"], ".2f") + ("×" if r["import_x_floor"] else ""),
             _fmt(r.get("import_x_floor_paired"), ".2f") + ("×" if r.get("import_x_floor_paired") else ""),
             _fmt(r.get("import_x_floor_min"), ".2f") + ("×" if r.get("import_x_floor_min") else ""),
+            _fmt(r.get("import_serialize_x_floor"), ".2f") + ("×" if r.get("import_serialize_x_floor") else ""),
+            _fmt(r.get("import_serialize_x_floor_paired"), ".2f")
+            + ("×" if r.get("import_serialize_x_floor_paired") else ""),
             _fmt(r["rss_x_floor"], ".2f") + ("×" if r["rss_x_floor"] else ""),
         )) + " |")
     lines.append("")
     lines.append("import s: median; (min): the fastest run. import + serialize s: median of the per-run sums. "
                  "import × floor: median over the floor's median; (paired): median of the per-repetition ratios; "
-                 "(min): fastest over fastest.")
+                 "(min): fastest over fastest. import + serialize × floor: the same for the per-run sums. "
+                 "CPU s: the measuring process's CPU time (user + system) for the same work, medians.")
+    cheap = [r for r in rows if r.get("import_x_uncheap_paired") is not None]
+    if cheap:
+        lines.append("")
+        lines.append("*_cheaphash: the same parse with Airflow's `DAG.__hash__` replaced by `object.__hash__` in the "
+                     "measuring process (what an upstream identity hash would give; never in the product). Against "
+                     "the unpatched variant, paired by repetition: " + ", ".join(
+                         f"{r['variant']} N={r['models']} import {r['import_x_uncheap_paired']:.2f}×"
+                         + ("" if r.get("import_serialize_x_uncheap_paired") is None else
+                            f", import + serialize {r['import_serialize_x_uncheap_paired']:.2f}×") for r in cheap))
     if any(r["variant"] == "factory_split" for r in rows):
         lines.append("")
         lines.append("factory_split: the fleet in `files` entry files, each parsed in its own process; its import, "
@@ -1342,7 +1517,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--models", default="100,300,1000", help="comma-separated N (default 100,300,1000)")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per variant and N (median reported)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"any of {','.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help=f"any of {','.join(VARIANTS)} (default {','.join(DEFAULT_VARIANTS)})")
     parser.add_argument("--split", type=int, default=DEFAULT_SPLIT, metavar="K",
                         help=f"factory_split: entry files the fleet is split across (default {DEFAULT_SPLIT})")
     parser.add_argument("--task-baseline", type=int, default=10,
@@ -1351,7 +1527,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="VARIANT",
                         help="afterwards, cProfile one parse of VARIANT at the largest N and print the top entries")
     parser.add_argument("--profile-top", type=int, default=10)
+    parser.add_argument("--profile-phase", choices=("import", "serialize"), default="import",
+                        help="--profile: the DagBag fill (default) or DagSerialization.to_dict of every DAG")
     parser.add_argument("--keep", action="store_true", help="keep the generated workloads (path printed)")
+    parser.add_argument("--specs", default=str(SPECS), metavar="DIR",
+                        help="the example specs (and _defaults.yaml) the workload cycles (default specs/)")
     parser.add_argument("--report", metavar="JSON", help="only print the table of an earlier run's JSON")
     args = parser.parse_args(argv)
     if args.report:
@@ -1403,7 +1583,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def workload(n: int) -> Workload:
             t0 = time.perf_counter()
-            wl = workloads[n] = generate_workload(tmp / f"n{n}", n)
+            wl = workloads[n] = generate_workload(tmp / f"n{n}", n, specs_dir=Path(args.specs).resolve())
             print(f"\nN={n}: {len(wl.expected)} DAGs, {sum(wl.expected.values())} tasks "
                   f"(generated in {time.perf_counter() - t0:.1f} s; live snapshot "
                   f"{wl.live_file.stat().st_size / 1024:.0f} KiB)", flush=True)
@@ -1462,13 +1642,18 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.profile:
             n = sizes[-1]
-            prof = json_path.with_suffix(f".{args.profile}.n{n}.prof")
-            r = run_variant(workloads[n], args.profile, python=pythons[args.profile], serialize=False, profile=prof)
+            phase = args.profile_phase
+            prof = json_path.with_suffix(f".{args.profile}.n{n}{'' if phase == 'import' else '.serialize'}.prof")
+            if phase == "import":
+                r = run_variant(workloads[n], args.profile, python=pythons[args.profile], serialize=False, profile=prof)
+            else:
+                r = run_variant(workloads[n], args.profile, python=pythons[args.profile], profile_serialize=prof)
             if r["ok"] and prof.exists():
-                print(f"\ncProfile of {args.profile} at N={n}: import {r['import_s']:.2f} s under the profiler "
+                key = "import_s" if phase == "import" else "serialize_s"
+                print(f"\ncProfile of {args.profile} at N={n}: {phase} {r[key]:.2f} s under the profiler "
                       f"(stats: {prof})")
-                result["profile"] = {"variant": args.profile, "models": n, "file": str(prof),
-                                     "import_s_profiled": r["import_s"], "top": print_profile(prof, args.profile_top)}
+                result["profile"] = {"variant": args.profile, "models": n, "phase": phase, "file": str(prof),
+                                     f"{key}_profiled": r[key], "top": print_profile(prof, args.profile_top)}
             else:
                 print(f"\ncProfile of {args.profile} at N={n} failed: {r['problems'][:1]}")
                 result["profile"] = {"variant": args.profile, "models": n, "failed": r["problems"]}

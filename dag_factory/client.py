@@ -8,7 +8,9 @@ internals, all in one place so every task behaves the same way:
   method: POSTs are safe to repeat because each carries an Idempotency-Key;
 - ``Retry-After`` is honoured but capped (``max_retry_after``) so a hostile or
   broken backend cannot park a task for hours;
-- a (connect, read) timeout on every call;
+- a (connect, read) timeout on every socket operation, and an overall ``deadline`` on every
+  call that covers retries, backoff sleeps and a body trickled a byte at a time (a socket
+  timeout bounds one read, not the call: a trickling proxy held a sync for 100 s and more);
 - every failure ends as :class:`BackendError` (or :class:`BackendUnavailable`
   when the backend could not be reached or stayed unhealthy), naming the call
   and the reason and never the token;
@@ -21,16 +23,24 @@ Importing this module does not import Airflow; only
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import re
+import socket
+import threading
 import time
 from typing import Any, Iterable
 from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import InvalidHeader
 from urllib3.util.retry import Retry
+from urllib3.util.timeout import Timeout
+
+from dag_factory import settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,7 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 MAX_PAGES = 10_000
 MAX_IDEMPOTENCY_KEY = 250
 MAX_MESSAGE = 300
+READ_CHUNK = 65_536
 USER_AGENT = "dag-factory-backend-client/1"
 
 
@@ -100,15 +111,27 @@ class CappedRetry(Retry):
 
     RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
 
-    def __init__(self, *args: Any, max_retry_after: float = 60.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_retry_after: float = 60.0, deadline: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_retry_after = max_retry_after
+        self.deadline = deadline  # time.monotonic() after which no retry starts
 
     def new(self, **kw: Any) -> CappedRetry:
-        # ``Retry.new`` rebuilds from a fixed parameter list; carry the cap over.
+        # ``Retry.new`` rebuilds from a fixed parameter list; carry the cap and deadline over.
         retry = super().new(**kw)
         retry.max_retry_after = self.max_retry_after
+        retry.deadline = self.deadline
         return retry
+
+    def remaining(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
+    def is_exhausted(self) -> bool:
+        return super().is_exhausted() or self.remaining() <= 0
+
+    def get_backoff_time(self) -> float:
+        return max(0.0, min(super().get_backoff_time(), self.remaining()))
 
     def get_retry_after(self, response: Any) -> float | None:
         try:
@@ -117,7 +140,36 @@ class CappedRetry(Retry):
             return None
         if seconds is None:
             return None
-        return max(0.0, min(float(seconds), self.max_retry_after))
+        return max(0.0, min(float(seconds), self.max_retry_after, self.remaining()))
+
+
+class DeadlineTimeout(Timeout):
+    """urllib3 ``Timeout`` whose every attempt (urllib3 clones the timeout per attempt) gets
+    at most the time left until the call's deadline, so a retry cannot outlive it."""
+
+    def __init__(self, connect: float, read: float, deadline: float) -> None:
+        super().__init__(connect=connect, read=read, total=max(0.001, deadline - time.monotonic()))
+        self.deadline = deadline
+
+    def clone(self) -> DeadlineTimeout:
+        return DeadlineTimeout(self._connect, self._read, self.deadline)  # type: ignore[arg-type]
+
+
+class DeadlineExceeded(Exception):
+    """Raised inside the client when a call ran out of time; surfaces as BackendUnavailable."""
+
+
+def deadline_seconds(value: Any) -> float:
+    """A deadline as seconds: a number, or a duration such as ``90s``, ``2m``, ``1m30s``."""
+    text = str(value).strip()
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
+    if not text or match is None:
+        raise ValueError(f"deadline must be seconds or a duration like 90s or 2m, got {value!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"deadline must be positive, got {value!r}")
+    return total
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -183,10 +235,10 @@ def clean_message(text: Any, secrets: Iterable[str] = ()) -> str:
     return message
 
 
-def error_text(response: requests.Response) -> str:
+def error_text(response: requests.Response, raw: bytes | None = None) -> str:
     """The contract's ``{"error": ...}`` text, or the status reason as a fallback."""
     try:
-        body = response.json()
+        body = response.json() if raw is None else jsonlib.loads(raw)
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"].strip():
@@ -209,6 +261,106 @@ def transport_reason(exc: BaseException) -> str:
         cause = nested or cause.__cause__ or cause.__context__
     text = re.sub(r"<[^<>]*object at 0x[0-9a-fA-F]+>:?\s*", "", str(deepest)).strip(" :()'\"")
     return f"{type(deepest).__name__}: {text}" if text else type(deepest).__name__
+
+
+def read_body(response: requests.Response, deadline: float) -> bytes:
+    """The whole body, read as it arrives (``read1``: whatever one socket read brings, b"" only
+    at the end) and given up at `deadline`. Each socket read is bounded by the time left, too
+    (DeadlineTimeout), so a silent backend cannot hold one read past the deadline."""
+    chunks: list[bytes] = []
+    while chunk := response.raw.read1(READ_CHUNK, decode_content=True):
+        chunks.append(chunk)
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded()
+    return b"".join(chunks)
+
+
+class _Watch:
+    """The connection a call is using right now, and a timer that shuts its socket down at the
+    call's deadline: the one thing that stops a backend trickling its status line and headers
+    (each socket read stays under the read timeout, so no timeout ever fires)."""
+
+    current = threading.local()
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._done = False
+        self.fired = False
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watch:
+        _Watch.current.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+        _Watch.current.watch = None
+
+    def attach(self, conn: Any) -> None:
+        with self._lock:
+            self._conn = conn
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            sock = getattr(self._conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # a blocked recv returns; the pool drops the connection
+                except OSError:
+                    pass
+
+
+def _watched(pool: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+    class WatchedPool(pool):  # type: ignore[valid-type, misc]
+        def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+            if (watch := getattr(_Watch.current, "watch", None)) is not None:
+                watch.attach(conn)
+            return super()._make_request(conn, *args, **kwargs)
+
+    WatchedPool.__name__ = WatchedPool.__qualname__ = f"Watched{pool.__name__}"
+    return WatchedPool
+
+
+_PLAIN_POOLS = {"http": HTTPConnectionPool, "https": HTTPSConnectionPool}
+_WATCHED_POOLS = {scheme: _watched(pool) for scheme, pool in _PLAIN_POOLS.items()}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """HTTPAdapter whose retry policy is set per call and per thread: each call's Retry
+    carries that call's deadline, and two threads sharing a client do not mix them up."""
+
+    def __init__(self, retry: CappedRetry) -> None:
+        self._local = threading.local()
+        super().__init__(max_retries=retry)
+
+    @property  # type: ignore[override]
+    def max_retries(self) -> Retry:
+        return getattr(getattr(self, "_local", None), "retry", None) or self._default_retry
+
+    @max_retries.setter
+    def max_retries(self, value: Retry) -> None:
+        self._default_retry = value
+
+    def use(self, retry: Retry | None) -> None:
+        self._local.retry = retry
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if manager.pool_classes_by_scheme == _PLAIN_POOLS:  # an HTTP(S) proxy; SOCKS has its own pools
+            manager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+        return manager
 
 
 def require(condition: bool, call: str, status: int, what: str) -> None:
@@ -280,6 +432,7 @@ class BackendClient:
         retries: int = 5,
         backoff_factor: float = 0.5,
         max_retry_after: float = 60.0,
+        deadline: float | str | None = None,
     ) -> None:
         if not isinstance(token, str) or not token:
             raise ValueError("token must be a non-empty string")
@@ -288,11 +441,13 @@ class BackendClient:
         self.base_url = normalize_base_url(base_url)
         self.timeout = (float(timeout[0]), float(timeout[1]))
         self.retries = int(retries)
+        # overall seconds per call (a listing: all its pages); $DAG_FACTORY_BACKEND_DEADLINE by default
+        self.deadline = deadline_seconds(settings.BACKEND_DEADLINE.get() if deadline is None else deadline)
         self._token = token
         self._session = requests.Session()
         self._session.auth = _BearerAuth(token)
         self._session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
-        retry = CappedRetry(
+        self._retry = CappedRetry(
             total=self.retries,
             connect=self.retries,
             read=self.retries,
@@ -308,9 +463,9 @@ class BackendClient:
             raise_on_redirect=False,
             max_retry_after=max_retry_after,
         )
-        adapter = HTTPAdapter(max_retries=retry)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._adapter = _DeadlineAdapter(self._retry)
+        self._session.mount("http://", self._adapter)
+        self._session.mount("https://", self._adapter)
 
     @classmethod
     def from_connection(cls, conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> BackendClient:
@@ -321,7 +476,8 @@ class BackendClient:
         The token is the connection's password (or ``extra.token``); the URL
         comes from host/port and the scheme from ``schema`` (``http``/``https``),
         ``extra.scheme`` or the connection type, or all of it from
-        ``extra.base_url``. ``kwargs`` go to the constructor.
+        ``extra.base_url``; ``extra.deadline`` (seconds or ``90s``) overrides
+        $DAG_FACTORY_BACKEND_DEADLINE. ``kwargs`` go to the constructor.
         """
         from airflow.sdk import BaseHook  # lazy: keep this module importable without Airflow
 
@@ -338,10 +494,13 @@ class BackendClient:
         base_url = connection_base_url(
             conn_type=conn.conn_type, host=conn.host, port=conn.port, schema=conn.schema, extra=extra
         )
+        if extra.get("deadline") not in (None, ""):
+            kwargs.setdefault("deadline", extra["deadline"])
         return cls(base_url, token, **kwargs)
 
     def __repr__(self) -> str:
-        return f"BackendClient(base_url={self.base_url!r}, retries={self.retries}, timeout={self.timeout})"
+        return (f"BackendClient(base_url={self.base_url!r}, retries={self.retries}, timeout={self.timeout}, "
+                f"deadline={self.deadline:g})")
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -375,11 +534,12 @@ class BackendClient:
         models: list[Any] = []
         seen_tokens: set[str] = set()
         token: str | None = None
+        deadline = time.monotonic() + self.deadline  # one deadline for the whole listing
         for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"limit": limit}
             if token is not None:
                 params["page_token"] = token
-            status, body = self._request("GET", "/api/v1/models", params=params)
+            status, body = self._request("GET", "/api/v1/models", params=params, deadline=deadline)
             page, token = validate_page(body, call, status)
             models.extend(page)
             if token is None:
@@ -467,43 +627,83 @@ class BackendClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         idempotency_key: str | None = None,
+        deadline: float | None = None,
         **path_args: str,
     ) -> tuple[int, Any]:
-        """One call with retries; returns (status, decoded JSON) or raises BackendError."""
+        """One call with retries, all within `deadline` (time.monotonic(); default: now +
+        self.deadline); returns (status, decoded JSON) or raises BackendError."""
         call = f"{method} {path}"
         url = self.base_url + path.format(**{k: quote(v, safe="") for k, v in path_args.items()})
         headers = {}
         if method == "POST":
             headers["Idempotency-Key"] = check_idempotency_key(idempotency_key)  # type: ignore[arg-type]
         started = time.monotonic()
+        deadline = started + self.deadline if deadline is None else deadline
+        if deadline <= started:
+            raise BackendUnavailable(call, None, self._late())
+        with _Watch(deadline - started) as watch:
+            try:
+                status, body = self._send(call, method, url, params, json, headers, deadline)
+            except BackendError:
+                if not watch.fired:
+                    raise
+            if watch.fired:  # whatever came back was cut off at the deadline
+                raise BackendUnavailable(call, None, self._late("the answer came too slowly")) from None
+        return status, body
+
+    def _send(self, call: str, method: str, url: str, params: dict[str, Any] | None, json: Any,
+              headers: dict[str, str], deadline: float) -> tuple[int, Any]:
+        started = time.monotonic()
+        retry = self._retry.new()
+        retry.deadline = deadline
+        self._adapter.use(retry)
         try:
             response = self._session.request(
-                method, url, params=params, json=json, headers=headers,
-                timeout=self.timeout, allow_redirects=False,
+                method, url, params=params, json=json, headers=headers, stream=True,
+                timeout=DeadlineTimeout(self.timeout[0], self.timeout[1], deadline), allow_redirects=False,
             )
         except requests.exceptions.SSLError as exc:
             raise BackendError(call, None, self._clean(f"TLS error: {transport_reason(exc)}"), retryable=False) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 requests.exceptions.ChunkedEncodingError) as exc:
+            if time.monotonic() >= deadline:
+                raise BackendUnavailable(call, None, self._late(transport_reason(exc))) from None
             message = f"backend unreachable at {self.base_url} after {self.retries} retries: {transport_reason(exc)}"
             raise BackendUnavailable(call, None, self._clean(message)) from None
         except requests.exceptions.RequestException as exc:
             raise BackendError(call, None, self._clean(transport_reason(exc)), retryable=False) from None
+        finally:
+            self._adapter.use(None)
         with response:
+            try:
+                body = read_body(response, deadline)
+            except DeadlineExceeded:
+                raise BackendUnavailable(call, response.status_code, self._late("the body came too slowly")) from None
+            except (requests.exceptions.RequestException, Urllib3Error, OSError) as exc:
+                reason = transport_reason(exc)
+                late = time.monotonic() >= deadline
+                raise BackendUnavailable(call, response.status_code,
+                                         self._late(reason) if late else self._clean(reason)) from None
             elapsed = time.monotonic() - started
             log.debug("%s -> %s in %.3fs", call, response.status_code, elapsed)
-            return response.status_code, self._decode(call, response)
+            return response.status_code, self._decode(call, response, body, late=time.monotonic() >= deadline)
 
-    def _decode(self, call: str, response: requests.Response) -> Any:
+    def _late(self, why: str = "") -> str:
+        return self._clean(f"no complete answer within the deadline of {self.deadline:g}s"
+                           + (f" ({why})" if why else ""))
+
+    def _decode(self, call: str, response: requests.Response, body: bytes, *, late: bool = False) -> Any:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                return response.json()
+                return jsonlib.loads(body)
             except ValueError:
                 raise BackendError(call, status, "invalid response from backend: body is not JSON") from None
-        message = self._clean(error_text(response))
+        message = self._clean(error_text(response, body))
         if status in RETRY_STATUSES:
-            raise BackendUnavailable(call, status, f"{message} (after {self.retries} retries)")
+            tried = (f"retries stopped by the deadline of {self.deadline:g}s" if late
+                     else f"after {self.retries} retries")
+            raise BackendUnavailable(call, status, f"{message} ({tried})")
         if 300 <= status < 400:
             message = f"unexpected redirect ({message})"
         raise BackendError(call, status, message, retryable=False)

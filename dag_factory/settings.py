@@ -46,9 +46,15 @@ SYNC_PAGE_SIZE = Setting("SYNC_PAGE_SIZE", "100", "records per page of the backe
 REPARSE = Setting("REPARSE", "touch", "how a change asks for a re-parse: touch, api or off")
 AIRFLOW_API_CONN = Setting("AIRFLOW_API_CONN", AIRFLOW_API_CONN_ID,
                            "Airflow connection of the api-server, for REPARSE=api")
+BACKEND_DEADLINE = Setting("BACKEND_DEADLINE", "120s",
+                           "overall deadline of one backend call, retries and slow bodies included "
+                           "(the connection's extra 'deadline' overrides it)")
+SYNC_TIMEOUT = Setting("SYNC_TIMEOUT", "4m", "execution_timeout of the sync task (keep it below SYNC_INTERVAL)")
+ALLOWED_CODE = Setting("ALLOWED_CODE", "", "extra module prefixes (comma-separated) that python: and operator: "
+                       "steps may use, besides dag_factory.steps and airflow.providers operators")
 
 ALL: tuple[Setting, ...] = (SPECS, SCHEMAS, SYNC_INTERVAL, LIVE_TTL, MISSING_LISTINGS, SYNC_PAGE_SIZE,
-                            REPARSE, AIRFLOW_API_CONN)
+                            REPARSE, AIRFLOW_API_CONN, BACKEND_DEADLINE, SYNC_TIMEOUT, ALLOWED_CODE)
 
 
 def table() -> str:

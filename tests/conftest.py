@@ -1,5 +1,6 @@
-"""Shared fixtures: a private AIRFLOW_HOME (set before Airflow is imported), the repo's paths,
-a scratch copy of the example specs, and a reference backend process."""
+"""Shared fixtures: a private AIRFLOW_HOME (set before Airflow is imported) whose DAGs folder is
+the tests' own project (tests/fixtures/project/dags, see tests/support.py), and scratch copies of
+that project's specs."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def airflow_db() -> Path:
 
 @pytest.fixture
 def specs_dir(tmp_path: Path) -> Path:
-    """A copy of specs/ (examples and _defaults.yaml) that a test may break."""
+    """A copy of the fixture project's specs/ (the three models and _defaults.yaml) that a test may break."""
     target = tmp_path / "specs"
     shutil.copytree(SPECS, target)
     return target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
-from dag_factory.builders.common import Span, builtin_or_replacement, dag_kwargs, python_task, schedule_for, wire
+from dag_factory.builders.common import Span, builtin_or_replacement, dag_kwargs, link, python_task, schedule_for, wire
 from dag_factory.live.fleet import FleetModel
 from dag_factory.runtime import deployment
 from dag_factory.runtime.jobs import WaitForJobOperator
@@ -48,11 +48,13 @@ def _target_group(model: str, target: str, gates: list[str], d: DeploymentSpec) 
                                   conn_id=BACKEND_CONN_ID, poll_interval=d.poll_interval, timeout=d.smoke_timeout)
         smoke = python_task("smoke_test", deployment.smoke_test, model=model, target=target, gates=gates,
                             wait_task_id=f"{group_id}.wait")
-        deploy >> wait >> smoke
+        link(deploy, wait)
+        link(wait, smoke)
         if d.rollback_on_failure:
             rollback = python_task("rollback", deployment.rollback, target=target, conn_id=BACKEND_CONN_ID,
                                    deploy_task_id=f"{group_id}.deploy")
             rollback.trigger_rule = TriggerRule.ONE_FAILED
             rollback.retries = max(rollback.retries or 0, 3)
-            [deploy, wait, smoke] >> rollback
+            for task in (deploy, wait, smoke):
+                link(task, rollback)
     return deploy, smoke

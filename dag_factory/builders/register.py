@@ -84,9 +84,9 @@ def _files_for(dag_id: str, specs_dir: Path, snap: Mapping[str, Any] | None) -> 
 
 
 def relative_to(result: LoadResult, base: Path) -> LoadResult:
-    """Errors name files as `specs/x.yaml`, the same on every machine that parses them."""
-    if not result.errors:
-        return result
+    """Errors and specs name files as `specs/x.yaml`, the same on every machine that parses them,
+    and the same whether or not another spec is invalid (a path in one DAG must not depend on
+    the state of other files: that re-versioned the whole fleet each time one spec broke)."""
 
     def rel(file: str) -> str:
         try:

@@ -14,8 +14,9 @@ from dag_factory.specs.timing import parse_duration
 
 
 def build_sync_dag(dags_dir: str | None = None) -> DAG:
-    """Every $DAG_FACTORY_SYNC_INTERVAL (default 5m), one active run at most. The entry files
-    in `dags_dir` are re-parsed at once after a change (dag_factory.live.reparse)."""
+    """Every $DAG_FACTORY_SYNC_INTERVAL (default 5m), one active run at most, each run at most
+    $DAG_FACTORY_SYNC_TIMEOUT (default 4m). The entry files in `dags_dir` are re-parsed at once
+    after a change (dag_factory.live.reparse)."""
     with DAG(
         dag_id=SYNC_DAG_ID,
         schedule=parse_duration(settings.SYNC_INTERVAL.get()),
@@ -29,5 +30,7 @@ def build_sync_dag(dags_dir: str | None = None) -> DAG:
         default_args={"owner": "dag_factory", "retries": 2, "retry_delay": parse_duration("30s")},
         auto_register=False,
     ) as dag:
-        python_task("sync_live_models", sync_task, conn_id=BACKEND_CONN_ID, dags_dir=dags_dir)
+        task = python_task("sync_live_models", sync_task, conn_id=BACKEND_CONN_ID, dags_dir=dags_dir)
+        # A hung sync would block every later one (one active run): $DAG_FACTORY_SYNC_TIMEOUT ends it.
+        task.execution_timeout = parse_duration(settings.SYNC_TIMEOUT.get())
     return dag

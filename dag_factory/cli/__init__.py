@@ -17,7 +17,9 @@ from dag_factory.cli.common import EXIT_USAGE, Parser, UsageError
 
 # One module per group of commands, in the order `--help` lists them.
 COMMAND_MODULES = (
+    "dag_factory.cli.project",
     "dag_factory.cli.specs",
+    "dag_factory.cli.plan",
     "dag_factory.cli.live",
     "dag_factory.cli.layout",
     "dag_factory.cli.dev",
@@ -44,6 +46,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dag-factory {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - only the metadata DB's "not set up" becomes a usage error
+        if not _is_missing_metadata_db(exc):
+            raise
+        print(f"dag-factory {args.command}: Airflow's metadata database is not set up here ({_first_line(exc)}); "
+              "run it where AIRFLOW_HOME / AIRFLOW__DATABASE__SQL_ALCHEMY_CONN point at your Airflow's database, "
+              "or run `airflow db migrate` first", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"dag-factory {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_missing_metadata_db(exc: BaseException) -> bool:
+    """SQLAlchemy's "no such table" / "relation does not exist": Airflow's DB was never migrated."""
+    name = type(exc).__name__
+    text = str(exc)
+    return name in ("OperationalError", "ProgrammingError") and (
+        "no such table" in text or "does not exist" in text or "could not connect" in text)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

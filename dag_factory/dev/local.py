@@ -3,7 +3,9 @@
 The reference backend and the real Airflow processes (api-server, scheduler, dag-processor,
 triggerer; SQLite + LocalExecutor) in an Airflow home inside the project (``.airflow/``),
 kept between starts: the same login, the same runs and Variables next time. The sync DAG runs
-as soon as it is parsed, and every model's DAGs follow. Ctrl-C stops every process.
+as soon as it is parsed, and every model's DAGs follow. The backend learns every spec in
+``specs/``, at the start and while `up` runs (`dev.watch`): add a YAML file and its runs work.
+Ctrl-C stops every process. docs/local-stack.md has the details.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dag_factory.settings import SYNC_DAG_ID
 
 FIRST_SYNC_TIMEOUT = 180.0
 BACKEND_TOKEN_FILE = "backend-token"
+LEARNED_FILE = "backend-learned.json"  # what each spec gave the backend (dev.watch)
 
 
 class _Stop(Exception):
@@ -70,7 +73,7 @@ def run_local(*, root: Path, home: Path, port: int = 8080, backend_port: int = 8
               out: TextIO = sys.stdout) -> int:
     """Start everything, print where it is, run until Ctrl-C (or a process dies: exit 1)."""
     from dag_factory.dev.backend.process import BackendStartError, start_backend
-    from dag_factory.dev.backend.seed import make_gates_pass, seed_for
+    from dag_factory.dev.watch import SpecWatcher
     from dag_factory.specs import load_specs
 
     specs_dir, dags_dir = root / "specs", root / "dags"
@@ -85,20 +88,27 @@ def run_local(*, root: Path, home: Path, port: int = 8080, backend_port: int = 8
     expected = {s.dag_id(kind) for s in specs for kind in s.kinds} | {SYNC_DAG_ID}
 
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    backend = stack = None
+    backend = stack = watcher = None
     try:
         print(f"starting the reference backend and Airflow (home: {home}) ...", file=out, flush=True)
         backend = start_backend(port=backend_port, db_path=str(home / "backend.sqlite3"),
                                 log_path=str(home / "logs" / "backend.log"), token=_backend_token(home),
-                                job_delay=2.0, seed=seed_for(specs))
-        for spec in specs:
-            make_gates_pass(spec, backend)
+                                job_delay=2.0)
+        watcher = SpecWatcher(specs_dir, root=root, admin=backend.admin, state_path=home / LEARNED_FILE, out=out)
+        try:
+            watcher.poll(now=True)  # every spec, before Airflow's first sync asks for them
+        except _Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - said in one line, like any start failure
+            raise StackError(f"the reference backend did not take the specs: {exc}") from exc
+        watcher.start()
         stack = start_stack("sqlite", home, dags_folder=dags_dir, specs_dir=specs_dir,
                             backend_url=backend.url, backend_token=backend.token,
                             api_port=port, keep_home=True)
         print(f"\n  Airflow UI   {stack.base_url}   login: {ADMIN_USER} / {stack.password}\n"
               f"  backend      {backend.url}   (reference model backend; token in {home / BACKEND_TOKEN_FILE})\n"
               f"  logs         {home / 'logs'}\n"
+              f"  specs        {specs_dir}   (a new or changed file: DAGs in seconds, the backend learns it)\n"
               f"  airflow CLI  source {home / 'stack.env'} && airflow dags list\n\n"
               "Ctrl-C stops everything.\n", file=out, flush=True)
         try:
@@ -119,6 +129,8 @@ def run_local(*, root: Path, home: Path, port: int = 8080, backend_port: int = 8
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        if watcher is not None:
+            watcher.stop()
         if stack is not None:
             stack.stop()
         if backend is not None:

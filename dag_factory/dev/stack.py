@@ -11,7 +11,7 @@ Both run ``airflow db migrate`` and then start api-server, scheduler, dag-proces
 triggerer on 127.0.0.1 with free ports; every process runs in its own process group and logs
 to ``<home>/logs/<name>.log``. Everything is configured through environment variables built
 from scratch (the parent's ``AIRFLOW__*`` settings are dropped), also written to
-``<home>/stack.env`` for debugging.
+``<home>/stack.env`` for a shell (``source`` it: this venv's ``airflow`` comes first on PATH).
 
 >>> with start_stack("sqlite", home, dags_folder=DAGS, specs_dir=SPECS,          # doctest: +SKIP
 ...                  backend_url=backend.url, backend_token=backend.token) as stack:
@@ -28,6 +28,7 @@ import atexit
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -403,6 +404,17 @@ def _secrets(home: Path, keep: bool) -> dict[str, str]:
     return values
 
 
+def stack_env_text(cfg: Mapping[str, str], env: Mapping[str, str]) -> str:
+    """``<home>/stack.env``: the stack's settings for a shell (no tokens, no connections), and
+    this interpreter's bin folder first on PATH, so that `source stack.env && airflow dags list`
+    (`dag-factory up`'s banner) runs the stack's own Airflow, from any shell."""
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(cfg.items()) if "TOKEN" not in k and "CONN" not in k]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
+              if k.startswith("AIRFLOW__") and k not in cfg]
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    return "".join(f"{line}\n" for line in lines)
+
+
 def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir: Path | str,
                 backend_url: str, backend_token: str, extra_env: Mapping[str, str] | None = None,
                 api_port: int | None = None, keep_home: bool = False) -> Stack:
@@ -469,7 +481,7 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
         "AIRFLOW_CONN_AIRFLOW_API": f"http://{ADMIN_USER}:{quote(password, safe='')}@127.0.0.1:{api_port}",
         "PYTHONUNBUFFERED": "1",
     }
-    project_root = str(Path(__file__).resolve().parents[1])
+    project_root = str(Path(__file__).resolve().parents[2])  # the folder `import dag_factory` finds it in
     env = _base_env(None)
     paths = [project_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
@@ -511,10 +523,7 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
     with _lock:
         _running.add(stack)
     (home / "stack.env").touch(mode=0o600)  # it holds the Fernet key
-    (home / "stack.env").write_text("".join(f"export {k}={json.dumps(v)}\n" for k, v in sorted(cfg.items())
-                                            if "TOKEN" not in k and "CONN" not in k) + "".join(
-        f"export {k}={json.dumps(v)}\n" for k, v in sorted(env.items()) if k.startswith("AIRFLOW__")
-        and k not in cfg), encoding="utf-8")
+    (home / "stack.env").write_text(stack_env_text(cfg, env), encoding="utf-8")
     try:
         with open(stack.log_path("db-migrate"), "wb") as log:
             try:

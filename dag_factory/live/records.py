@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dag_factory.settings import RESERVED_PREFIX
 from dag_factory.specs import schema
 from dag_factory.specs.timing import schedule_problem
 
@@ -26,6 +27,8 @@ def record_problem(record: Any) -> str | None:
         p = problems[0]
         where = ".".join(str(x) for x in p.path) or "record"
         return f"{where}: {p.message}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+    if record["name"].startswith(RESERVED_PREFIX):
+        return f"name: '{record['name']}' starts with '{RESERVED_PREFIX}', which is reserved for dag_factory's own DAGs"
     live_schedule = (record.get("training") or {}).get("schedule")
     if live_schedule is not None and (why := schedule_problem(live_schedule)):
         return f"training.schedule: {why}"

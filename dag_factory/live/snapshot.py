@@ -33,6 +33,8 @@ class SyncReport:
     removed_missing: tuple[str, ...] = ()
     missing: Mapping[str, int] = field(default_factory=dict)
     rejected: Mapping[str, str] = field(default_factory=dict)
+    kept: tuple[str, ...] = ()  # rejected models whose last good record is kept
+    unserved: tuple[str, ...] = ()  # rejected models with no good record at all: no DAGs from them
     written: bool = False
     reason: str = ""
 
@@ -45,7 +47,9 @@ class SyncReport:
         for name, count in sorted(self.missing.items()):
             out.append(f"missing from the listing ({count}x, DAGs kept): {name}")
         for name, why in sorted(self.rejected.items()):
-            out.append(f"REJECTED record {name}: {why} (its last good data is kept)")
+            then = (" (its last good data is kept)" if name in self.kept
+                    else " (it never had good data, so no DAGs come from it)" if name in self.unserved else "")
+            out.append(f"REJECTED record {name}: {why}{then}")
         return out
 
 
@@ -151,5 +155,7 @@ def plan(old: Mapping[str, Any] | None, listing: list[Any], now: datetime, *,
         retired=tuple(sorted(retired - set(old.get("retired") or ()))),
         removed_missing=tuple(sorted(removed)),
         missing=missing, rejected=rejected, written=written, reason=reason,
+        kept=tuple(sorted(n for n in rejected if n in old_models and n in models)),
+        unserved=tuple(sorted(n for n in rejected if n not in models)),
     )
     return new, report

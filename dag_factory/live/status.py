@@ -1,56 +1,260 @@
-"""`dag-factory status`: one row per model, from the specs and the stored live snapshot."""
+"""The state of the fleet, one row per model: the ONE function behind `dag-factory status`, the
+Models page and its JSON endpoint (`dag_factory.plugin`), so the three never disagree.
+
+Inputs are data: the loaded specs, the live snapshot (the one Variable) and `FleetFacts` read
+from Airflow's metadata DB (`dag_factory.live.facts`). Nothing here calls the model backend or
+Airflow; with `now` given the result depends on the inputs alone (unit tests use fixtures).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from dag_factory.kinds import KINDS
 from dag_factory.layout import cli_specs_dir
 from dag_factory.live import snapshot
+from dag_factory.live.facts import FleetFacts
 from dag_factory.live.fleet import plan_fleet
-from dag_factory.specs.loader import load_specs
+from dag_factory.specs.gates import gate_failures
+from dag_factory.specs.loader import LoadResult, load_specs
+from dag_factory.specs.model import ModelSpec
+from dag_factory.specs.resolved import duration_text
+
+# A stream counts as lagging when its last committed batch is older than this many intervals.
+LAG_INTERVALS = 3
+INVALID, NO_SPEC = "INVALID SPEC", "NO SPEC"
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _seconds_since(timestamp: Any, now: datetime) -> int | None:
+    when = _parse_ts(timestamp) if timestamp is not None else None
+    return None if when is None else int((now - when).total_seconds())
+
+
+def format_age(seconds: int | None) -> str:
+    """`5m03s`, `26h07m` (the CLI's format); `-` when unknown. Clock skew counts as 0."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 def _age(timestamp: str | None, now: datetime) -> str:
-    try:
-        seconds = int((now - datetime.fromisoformat(timestamp)).total_seconds())  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "-"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return format_age(_seconds_since(timestamp, now))
 
 
-def model_status(specs_dir: str | None, raw_snapshot: str | None, now: datetime | None = None) -> list[dict[str, Any]]:
+def _snapshot_summary(snap: Mapping[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+    if snap is None:
+        return None
+    return {"synced_at": snap.get("synced_at"), "changed_at": snap.get("changed_at"),
+            "expires_at": snap.get("expires_at"), "expired": snapshot.expired(snap, now),
+            "age_seconds": _seconds_since(snap.get("synced_at"), now),
+            "expires_in_seconds": None if (e := _seconds_since(snap.get("expires_at"), now)) is None else -e}
+
+
+def _run(facts: FleetFacts, dag_id: str) -> dict[str, Any] | None:
+    run = facts.runs.get(dag_id)
+    return dict(run) if run else None
+
+
+def _training(spec: ModelSpec, dag_id: str, facts: FleetFacts) -> dict[str, Any]:
+    result = facts.training.get(dag_id) or {}
+    metrics = result.get("metrics") if isinstance(result.get("metrics"), Mapping) else {}
+    gates = []
+    for gate in spec.training.gates if spec.training else ():
+        value = metrics.get(gate.metric) if metrics else None
+        gates.append({"gate": str(gate), "value": value,
+                      "passed": None if not metrics else not gate_failures([gate], metrics)})
+    return {"run": _run(facts, dag_id), "model_version": result.get("model_version"),
+            "metrics": dict(metrics or {}), "gates": gates}
+
+
+def _deployment(spec: ModelSpec, dag_id: str, facts: FleetFacts) -> dict[str, Any]:
+    deployed = facts.deployed.get(dag_id) or {}
+    targets = [{"name": t.name, **dict(deployed.get(t.name) or {"version": None, "run_id": None})}
+               for t in (spec.deployment.targets if spec.deployment else ())]
+    return {"run": _run(facts, dag_id), "targets": targets}
+
+
+def _streaming(spec: ModelSpec, model: str, dag_id: str, facts: FleetFacts, now: datetime) -> dict[str, Any]:
+    every = int(spec.streaming.every.total_seconds()) if spec.streaming else 0
+    partitions = []
+    for partition, state in sorted((facts.offsets.get(model) or {}).items()):
+        partitions.append({"partition": partition, "offset": state.get("offset"), "records": state.get("records"),
+                           "updated_at": state.get("updated_at"),
+                           "age_seconds": _seconds_since(state.get("updated_at"), now),
+                           "caught_up": bool(state.get("empty_polls"))})
+    ages = [p["age_seconds"] for p in partitions if p["age_seconds"] is not None]
+    lag = max(ages) if ages else None
+    return {"run": _run(facts, dag_id), "every_seconds": every, "partitions": partitions, "lag_seconds": lag,
+            "lagging": lag is not None and every > 0 and lag > LAG_INTERVALS * every}
+
+
+def _alerts(row: Mapping[str, Any]) -> list[str]:
+    """What the Airflow side says is wrong (the CLI's exit code only counts `problems`)."""
+    alerts = []
+    for kind in ("training", "deployment", "streaming"):
+        run = (row.get(kind) or {}).get("run") or {}
+        if run.get("state") == "failed":
+            alerts.append(f"last {kind} run failed: {run.get('run_id')}")
+    failed_gates = [g["gate"] for g in (row.get("training") or {}).get("gates", ()) if g["passed"] is False]
+    if failed_gates:
+        alerts.append(f"last training missed gate(s): {', '.join(failed_gates)}")
+    streaming = row.get("streaming") or {}
+    if streaming.get("lagging"):
+        alerts.append(f"stream lagging: last batch {format_age(streaming['lag_seconds'])} ago "
+                      f"(every {duration_text(timedelta(seconds=streaming['every_seconds']))})")
+    return alerts
+
+
+def _model_row(name: str, spec: ModelSpec, record: Mapping[str, Any], status: str, snap: Mapping[str, Any] | None,
+               facts: FleetFacts, now: datetime, problems: list[str]) -> dict[str, Any]:
+    dag_ids = [spec.dag_id(k, name) for k in spec.kinds] if status != "retired" else []
+    row: dict[str, Any] = {
+        "model": name, "spec": spec.name, "spec_file": spec.source, "owner": spec.owner,
+        "tags": sorted(spec.tags), "status": status, "version": record.get("version", "-"),
+        "updated_at": record.get("updated_at"),
+        "data_age": _age((snap or {}).get("synced_at"), now) if record else "-",
+        "dag_ids": dag_ids, "problems": problems,
+    }
+    for kind in spec.kinds if dag_ids else ():
+        dag_id = spec.dag_id(kind, name)
+        row[kind] = (_training(spec, dag_id, facts) if kind == "training" else
+                     _deployment(spec, dag_id, facts) if kind == "deployment" else
+                     _streaming(spec, name, dag_id, facts, now))
+    row["alerts"] = _alerts(row)
+    return row
+
+
+def _other_row(model: str, spec: str, status: str, problems: list[str], spec_file: str | None = None,
+               errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"model": model, "spec": spec, "spec_file": spec_file, "owner": None, "tags": [], "status": status,
+            "version": "-", "updated_at": None, "data_age": "-", "dag_ids": [], "problems": problems,
+            "alerts": [], **({"errors": errors} if errors is not None else {})}
+
+
+def fleet_view(result: LoadResult, snap: Mapping[str, Any] | None, facts: FleetFacts | None = None,
+               now: datetime | None = None) -> dict[str, Any]:
+    """Every model of the fleet (live and spec-only, paused, missing, retired), every invalid spec
+    file with its located errors, and every live model without a spec; sorted by model name
+    within each group (invalid specs first)."""
     now = now or datetime.now(timezone.utc)
-    folder = cli_specs_dir(specs_dir)
-    result = load_specs([folder], check_imports=False)
-    snap = snapshot.parse(raw_snapshot)
+    facts = facts or FleetFacts()
+    specs = result.by_name()
     stale = snap is not None and snapshot.expired(snap, now)
-    fleet, fleet_problems = plan_fleet(result.by_name(), snap)
+    fleet, fleet_problems = plan_fleet(specs, snap)
     live = (snap or {}).get("models") or {}
+    missing = (snap or {}).get("missing") or {}
+    rejected = (snap or {}).get("rejected") or {}
+    invalid = []
+    for error_file in result.invalid_files:
+        errors = [e for e in result.errors if e.file == error_file]
+        invalid.append(_other_row(Path(error_file).stem, error_file, INVALID, [str(e) for e in errors], error_file,
+                                  [{**e.to_dict(), "location": e.location} for e in errors]))
     rows = []
     for model in fleet:
         record = live.get(model.name) or {}
         problems = []
-        if model.name in ((snap or {}).get("missing") or {}):
-            problems.append(f"missing from the last {snap['missing'][model.name]} listing(s)")
-        if model.name in ((snap or {}).get("rejected") or {}):
-            problems.append(f"last record rejected: {snap['rejected'][model.name]}")
+        if model.name in missing:
+            problems.append(f"missing from the last {missing[model.name]} listing(s)")
+        if model.name in rejected:
+            problems.append(f"last record rejected: {rejected[model.name]}")
         if record and stale:
-            problems.append(f"live data stale since {snap.get('expires_at')}")
-        rows.append({
-            "model": model.name, "spec": model.spec.name,
-            "status": record.get("status", "spec only" if snap else "no live data"),
-            "version": record.get("version", "-"), "data_age": _age(snap.get("synced_at"), now) if record else "-",
-            "dag_ids": [model.spec.dag_id(k, model.name) for k in model.spec.kinds], "problems": problems,
-        })
-    for error_file in result.invalid_files:
-        rows.append({"model": Path(error_file).stem, "spec": error_file, "status": "INVALID SPEC", "version": "-",
-                     "data_age": "-", "dag_ids": [], "problems": [str(e) for e in result.errors if e.file == error_file]})
+            problems.append(f"live data stale since {snap.get('expires_at')}")  # type: ignore[union-attr]
+        status = ("missing" if model.name in missing else record["status"]) if record else \
+            ("spec only" if snap else "no live data")
+        rows.append(_model_row(model.name, model.spec, record, status, snap, facts, now, problems))
+    for name in sorted(set((snap or {}).get("retired") or ()) - set(live)):
+        spec = specs.get(name)
+        rows.append(_model_row(name, spec, {}, "retired", snap, facts, now, []) if spec else
+                    _other_row(name, "-", "retired", []))
+    invalid_by_stem = {Path(f).stem: f for f in result.invalid_files}
+    no_spec = []
     for problem in fleet_problems:
-        rows.append({"model": problem.split("'")[1], "spec": "-", "status": "NO SPEC", "version": "-",
-                     "data_age": "-", "dag_ids": [], "problems": [problem]})
-    return rows
+        name = problem.split("'")[1]
+        spec_name = (live.get(name) or {}).get("spec") or name
+        if spec_name in invalid_by_stem:  # the spec is there but invalid: say so, not "missing"
+            file = invalid_by_stem[spec_name]
+            problem = f"live model '{name}' uses {file}, which is invalid: no DAGs until it is fixed"
+            no_spec.append(_other_row(name, spec_name, NO_SPEC, [problem], file))
+        else:
+            no_spec.append(_other_row(name, "-", NO_SPEC, [problem]))
+    rows.sort(key=lambda r: r["model"])
+    return {"generated_at": now.isoformat(timespec="seconds"), "live_data": _snapshot_summary(snap, now),
+            "models": invalid + rows + no_spec}
+
+
+FactsReader = Callable[[Mapping[str, Sequence[str]]], FleetFacts]
+
+
+def fleet_state(result: LoadResult, snap: Mapping[str, Any] | None, read_facts: FactsReader | None = None,
+                now: datetime | None = None) -> dict[str, Any]:
+    """`fleet_view` with the facts `read_facts` finds for the fleet's DAG ids (the Airflow edge)."""
+    facts = read_facts(fleet_dag_ids(result, snap)) if read_facts else None
+    return fleet_view(result, snap, facts, now)
+
+
+def model_status(specs_dir: str | None, raw_snapshot: str | None, now: datetime | None = None,
+                 read_facts: FactsReader | None = None) -> list[dict[str, Any]]:
+    """`dag-factory status`: the rows of `fleet_view` for the specs folder and the stored snapshot."""
+    result = load_specs([cli_specs_dir(specs_dir)], check_imports=False)
+    return fleet_state(result, snapshot.parse(raw_snapshot), read_facts, now)["models"]
+
+
+def fleet_dag_ids(result: LoadResult, snap: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """kind -> DAG ids of the fleet: what `dag_factory.live.facts.read_facts` looks up."""
+    fleet, _ = plan_fleet(result.by_name(), snap)
+    out: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for model in fleet:
+        for kind in model.spec.kinds:
+            out[kind].append(model.spec.dag_id(kind, model.name))
+    return out
+
+
+def filter_rows(rows: Iterable[Mapping[str, Any]], *, status: str = "", owner: str = "", tag: str = "",
+                problem: str = "", text: str = "", sort: str = "model") -> list[Mapping[str, Any]]:
+    """The page's and the JSON endpoint's filters: exact status/owner/tag; problem `yes`/`no`
+    (problems or alerts); `text` in the model or spec name; sort by a column (`-col`: descending).
+    Invalid specs stay on top whatever the sort."""
+    out = []
+    for row in rows:
+        troubled = bool(row.get("problems") or row.get("alerts"))
+        if (status and row.get("status") != status) or (owner and row.get("owner") != owner) or \
+                (tag and tag not in (row.get("tags") or ())) or (problem == "yes" and not troubled) or \
+                (problem == "no" and troubled) or \
+                (text and text.lower() not in f"{row.get('model')} {row.get('spec')}".lower()):
+            continue
+        out.append(row)
+    key, reverse = sort.lstrip("-"), sort.startswith("-")
+    out.sort(key=lambda r: _sort_value(r, key), reverse=reverse)
+    out.sort(key=lambda r: r.get("status") != INVALID)
+    return out
+
+
+def _sort_value(row: Mapping[str, Any], key: str) -> tuple[int, Any]:
+    value: Any
+    if key == "training":
+        value = ((row.get("training") or {}).get("run") or {}).get("state")
+    elif key == "lag":
+        value = (row.get("streaming") or {}).get("lag_seconds")
+    elif key == "problems":
+        value = len(row.get("problems") or ()) + len(row.get("alerts") or ())
+    else:
+        value = row.get(key)
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    return (1, "") if value in (None, "-", "") else (0, value if isinstance(value, (int, float)) else str(value))
 
 
 def render_status(rows: list[dict[str, Any]]) -> str:

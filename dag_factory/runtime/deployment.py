@@ -9,9 +9,9 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from dag_factory.client import BackendClient
 from dag_factory.runtime.conf import conf_value
-from dag_factory.runtime.gates import gate_failures, min_metric_gates
 from dag_factory.runtime.keys import run_key
 from dag_factory.runtime.live import live_record
+from dag_factory.specs.gates import gate_failures, min_metric_gates
 
 log = logging.getLogger(__name__)
 

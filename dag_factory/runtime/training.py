@@ -10,9 +10,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from dag_factory.client import BackendClient
 from dag_factory.runtime.conf import conf_value
-from dag_factory.runtime.gates import gate_failures
 from dag_factory.runtime.keys import run_key
 from dag_factory.runtime.live import first, live_record
+from dag_factory.specs.gates import gate_failures
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dag_factory.kinds import SECTIONS
 from dag_factory.specs import rules, schema
 from dag_factory.specs.errors import SpecError, sort_errors
 from dag_factory.specs.model import ModelSpec, build_model_spec
-from dag_factory.specs.yamlio import YamlDocument, YamlProblem, read_yaml
+from dag_factory.specs.yamlio import YamlDocument, YamlProblem, read_spec_file, read_yaml
 
 DEFAULTS_FILE = "_defaults.yaml"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -84,9 +84,12 @@ class _Collector:
 def _read(path: Path, out: _Collector) -> YamlDocument | None:
     file = str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_spec_file(path)
     except OSError as exc:
         out.errors.append(SpecError(file, f"cannot read file: {exc.strerror}", code="io"))
+        return None
+    except YamlProblem as exc:
+        out.yaml(file, exc)
         return None
     try:
         doc = read_yaml(raw)
@@ -144,7 +147,8 @@ def load_specs(
             continue
         problems = schema.check(doc.data, schema.SPEC_SCHEMA)
         if not problems:
-            problems = list(rules.check_values(doc.data)) + list(rules.check_file_name(doc.data, path.stem))
+            problems = (list(rules.check_values(doc.data)) + list(rules.check_file_name(doc.data, path.stem))
+                        + list(rules.check_reserved(doc.data)))
         if problems:
             for p in problems:
                 out.problem(file, doc, p, "schema")

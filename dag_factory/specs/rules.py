@@ -1,18 +1,24 @@
 """Checks a JSON Schema cannot express: schedules, step references and cycles,
-importable callables, and names that must be unique across files."""
+importable callables, the allowlist of spec code, reserved names, and sizes of free-form data."""
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import json
 from datetime import date
 from typing import Any, Iterable, Iterator, Mapping
 
+from dag_factory import settings
 from dag_factory.kinds import SECTIONS
 from dag_factory.specs.model import DEPLOYMENT_FINAL, DEPLOYMENT_STEPS, STREAMING_STEPS, TRAINING_STEPS
 from dag_factory.specs.schema import Problem
 from dag_factory.specs.timing import schedule_problem
 
+MAX_DATA_BYTES = 16_384  # hyperparameters, step kwargs: they are stored in the serialized DAG
+# Spec code every project may use; more comes from $DAG_FACTORY_ALLOWED_CODE and _defaults.yaml.
+BUILTIN_PYTHON = ("dag_factory.steps",)
+BUILTIN_OPERATORS = ("airflow.providers",)
 
 def check_values(doc: Mapping[str, Any]) -> Iterator[Problem]:
     """Value checks that hold for a spec and for the defaults file alike."""
@@ -29,6 +35,68 @@ def check_values(doc: Mapping[str, Any]) -> Iterator[Problem]:
     for index, name in enumerate(names):
         if name in names[:index]:
             yield Problem(("deployment", "targets", index), f"target '{name}' is listed twice", "each target is deployed once")
+    yield from _check_data_sizes(doc)
+
+
+def _check_data_sizes(doc: Mapping[str, Any]) -> Iterator[Problem]:
+    """Free-form mappings end up in the DAG (task arguments): bound them as JSON text."""
+    training = doc.get("training") or {}
+    places: list[tuple[tuple, Any]] = [(("training", "hyperparameters"), training.get("hyperparameters"))]
+    for section in SECTIONS:
+        for index, step in enumerate((doc.get(section) or {}).get("steps") or ()):
+            if isinstance(step, Mapping):
+                places.append(((section, "steps", index, "kwargs"), step.get("kwargs")))
+    for path, value in places:
+        if value is None:
+            continue
+        size = len(json.dumps(value, default=str, ensure_ascii=False).encode())
+        if size > MAX_DATA_BYTES:
+            yield Problem(path, f"is {size} bytes as JSON; at most {MAX_DATA_BYTES}",
+                          "keep large data in the backend or a file, and pass its location")
+
+
+def check_reserved(doc: Mapping[str, Any]) -> Iterator[Problem]:
+    """Model names may not start with the prefix of dag_factory's own DAG ids (the invalid-spec
+    DAGs and the sync DAG): a model could otherwise replace one of them without a word."""
+    name = doc.get("model")
+    if isinstance(name, str) and name.startswith(settings.RESERVED_PREFIX):
+        yield Problem(("model",), f"'{name}' starts with '{settings.RESERVED_PREFIX}', which is reserved for "
+                      f"dag_factory's own DAGs ({settings.SYNC_DAG_ID}, {settings.INVALID_DAG_PREFIX}<file>)",
+                      "choose another model name")
+
+
+def allowed_code(doc: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The allowlist in force for one merged spec: built-ins, $DAG_FACTORY_ALLOWED_CODE (both
+    kinds) and the defaults file's `allowed_code` (a spec's own key is refused by its schema)."""
+    extra = tuple(p.strip() for p in settings.ALLOWED_CODE.get().split(",") if p.strip())
+    own = doc.get("allowed_code") or {}
+    return {"python": BUILTIN_PYTHON + extra + tuple(own.get("python") or ()),
+            "operator": BUILTIN_OPERATORS + extra + tuple(own.get("operators") or ())}
+
+
+def is_allowed(target: str, entries: Iterable[str]) -> bool:
+    """Pure string matching, nothing imported: an entry allows itself and everything below it
+    ('acme' allows 'acme:f', 'acme.x:f' and 'acme.x.Op'; not 'acme_other')."""
+    name = target.replace(":", ".")
+    for entry in entries:
+        prefix = entry.replace(":", ".")
+        if name == prefix or name.startswith(prefix + "."):
+            return True
+    return False
+
+
+def allowlist_problem(kind: str, target: str, entries: tuple[str, ...]) -> str | None:
+    if is_allowed(target, entries):
+        return None
+    allowed = ", ".join(dict.fromkeys(entries))
+    return f"'{target}' is not allowed: spec code must be on the allowlist; allowed: {allowed}"
+
+
+def _allowlist_hint(kind: str, target: str) -> str:
+    module = target.partition(":")[0] if kind == "python" else target.rpartition(".")[0]
+    key = "python" if kind == "python" else "operators"
+    return (f"to allow it, add '{module}' (or '{target}') to allowed_code.{key} in _defaults.yaml, or to "
+            f"${settings.ALLOWED_CODE.env} where Airflow runs (docs/specs.md#allowed-code)")
 
 
 def check_file_name(doc: Mapping[str, Any], stem: str) -> Iterator[Problem]:
@@ -54,18 +122,22 @@ def deployment_steps(targets: Iterable[str]) -> tuple[str, ...]:
 
 
 def check_steps(doc: Mapping[str, Any], *, check_imports: bool) -> Iterator[Problem]:
-    """Custom steps: unique ids, existing references, no cycles, importable code."""
+    """Custom steps: unique ids, existing references, no cycles, code on the allowlist (always,
+    by name only), importable code (with `check_imports`; never for code off the allowlist)."""
+    allowed = allowed_code(doc)
     for section in SECTIONS:
         steps = (doc.get(section) or {}).get("steps") or []
         if not steps:
             continue
         builtins = builtin_steps(section, doc)
         yield from _check_section_steps(section, steps, builtins)
-        if check_imports:
-            for index, step in enumerate(steps):
-                kind = "python" if "python" in step else "operator"
-                if why := import_problem(kind, step[kind]):
-                    yield Problem((section, "steps", index, kind), why, "is the package installed where Airflow runs?")
+        for index, step in enumerate(steps):
+            kind = "python" if "python" in step else "operator"
+            path = (section, "steps", index, kind)
+            if why := allowlist_problem(kind, step[kind], allowed[kind]):
+                yield Problem(path, why, _allowlist_hint(kind, step[kind]))
+            elif check_imports and (why := import_problem(kind, step[kind])):
+                yield Problem(path, why, "is the package installed where Airflow runs?")
 
 
 def _ids(value: Any) -> list[str]:

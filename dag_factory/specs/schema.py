@@ -146,6 +146,12 @@ def _explain(error: "ValidationError") -> Iterator[Problem]:
         yield Problem(path, f"{_preview(value)} is not in the expected format", schema.get("$comment", description))
     elif kind == "uniqueItems":
         yield Problem(path, "contains the same item twice", description)
+    elif kind == "maxItems" and isinstance(value, list):
+        yield Problem(path, f"has {len(value)} items; at most {error.validator_value}", description)
+    elif kind == "maxLength" and isinstance(value, str):
+        yield Problem(path, f"is {len(value)} characters long; at most {error.validator_value}", description)
+    elif kind == "maxProperties" and isinstance(value, dict):
+        yield Problem(path, f"has {len(value)} keys; at most {error.validator_value}", description)
     else:
         yield Problem(path, _short(error.message), description)
 

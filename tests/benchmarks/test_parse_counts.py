@@ -1,8 +1,8 @@
 """The parse counts that must not grow with the fleet (no timing; times live in benchmarks/parse.py).
 
 Each parse runs in a fresh process on a workload from the benchmark's own generator (N specs
-cycling the examples, `_defaults.yaml`, a live snapshot for the N models), with counters on
-`airflow.sdk.Variable.get` and on the spec files opened:
+cycling the tests' fixture specs, tests/support.py; `_defaults.yaml`; a live snapshot for the N
+models), with counters on `airflow.sdk.Variable.get` and on the spec files opened:
 
 - a full parse of dags/model_dags.py reads at most two Variables, at N=10 as at N=300;
 - a task-run parse (parsing context = one DAG) builds exactly that DAG, reads only its
@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.parse import generate_workload, run_child, run_split, run_variant  # noqa: E402
+from tests.support import SPECS  # noqa: E402
 
 SIZES = (10, 300)           # full parses (dags/model_dags.py without a parsing context)
 TASK_SIZES = (10, 300, 1000)  # task-run parses (one DAG): cheap whatever N
@@ -40,7 +41,7 @@ MAX_VARIABLE_READS = 2
 
 @pytest.fixture(scope="module")
 def workloads(tmp_path_factory) -> dict:
-    return {n: generate_workload(tmp_path_factory.mktemp(f"workload_{n}"), n)
+    return {n: generate_workload(tmp_path_factory.mktemp(f"workload_{n}"), n, specs_dir=SPECS)
             for n in sorted({*SIZES, *TASK_SIZES, SPLIT[0]})}
 
 

@@ -1,4 +1,5 @@
-"""dags/ as the dag-processor sees it: the right DAGs, stable, and robust to broken specs."""
+"""The entry files as the dag-processor sees them (the tests' project, tests/support.py): the right
+DAGs, stable, and robust to broken specs."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def dagbag(monkeypatch, specs=None) -> DagBag:
 SYNC = "dag_factory_backend_sync"
 
 
-def test_examples_parse_into_exactly_the_expected_dags(monkeypatch):
+def test_the_specs_parse_into_exactly_the_expected_dags(monkeypatch):
     bag = dagbag(monkeypatch)
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == set(EXPECTED) | {SYNC}

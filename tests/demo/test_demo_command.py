@@ -19,8 +19,8 @@ from dag_factory.dev.backend.seed import passing_metrics
 from dag_factory.dev.demo import failure_reasons
 from dag_factory.specs import load_specs
 from dag_factory.specs.model import Gate
+from tests.support import PROJECT, SPECS
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "churn_predictor"
 RUN_LINE = re.compile(r"^DAG run (\S+) \((.+?)\): (\S+) in ", re.M)
 
@@ -33,7 +33,7 @@ def demo_env(tmp: Path) -> dict[str, str]:
 
 
 def run_demo(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dag_factory.cli", "demo", *args], cwd=ROOT, env=demo_env(tmp),
+    return subprocess.run([sys.executable, "-m", "dag_factory.cli", "demo", *args], cwd=PROJECT, env=demo_env(tmp),
                           capture_output=True, text=True, timeout=240)
 
 
@@ -45,7 +45,7 @@ def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
 
 @pytest.fixture(scope="module")
 def spec():
-    return load_specs([ROOT / "specs"], check_imports=False).by_name()[MODEL]
+    return load_specs([SPECS], check_imports=False).by_name()[MODEL]
 
 
 def test_every_dag_run_succeeds_and_the_report_stays_readable(demo):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from dag_factory.live import snapshot
 from dag_factory.live.fleet import plan_fleet
 from dag_factory.specs import load_specs
+from tests.support import SPECS
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
 TTL = timedelta(hours=1)
@@ -82,7 +83,7 @@ def test_hash_ignores_freshness_and_key_order():
 
 
 def test_the_fleet_follows_live_data():
-    specs = load_specs(["specs"]).by_name()
+    specs = load_specs([SPECS]).by_name()
     snap, _ = plan(None, [
         rec("churn_eu", spec="churn_predictor"), rec("churn_us", spec="churn_predictor", status="paused"),
         rec("demand_forecast", status="retired"), rec("ghost", spec="no_such_spec"),

@@ -15,7 +15,7 @@ import pytest
 from dag_factory.dev.backend.process import RunningBackend, start_backend
 from dag_factory.dev.backend.seed import seed_records
 from tests.runtime.dag_runs import TOKEN
-from tests.support import DAGS, EXAMPLE_MODELS, ROOT, SPECS
+from tests.support import DAGS, MODELS, ROOT, SPECS
 
 FAST_DEFAULTS = """\
 owner: ml-platform
@@ -31,7 +31,7 @@ streaming: {every: 5m, batch_size: 100, partitions: [0], retries: 0, retry_delay
 
 @pytest.fixture(scope="module")
 def backend_server(airflow_db) -> Iterator[RunningBackend]:
-    seed = seed_records([(m, m) for m in EXAMPLE_MODELS], partitions=[0, 1, 2, 3], batch_size=100)
+    seed = seed_records([(m, m) for m in MODELS], partitions=[0, 1, 2, 3], batch_size=100)
     with start_backend(token=TOKEN, job_delay=0.5, seed=seed) as running:
         yield running
 
@@ -48,7 +48,7 @@ def backend(backend_server: RunningBackend, monkeypatch) -> RunningBackend:
 
 @pytest.fixture
 def fast_specs(tmp_path: Path, monkeypatch) -> Path:
-    """The example specs with second-scale polls and no task retries (failures show at once)."""
+    """The fixture project's specs with second-scale polls and no task retries (failures show at once)."""
     folder = tmp_path / "specs"
     shutil.copytree(SPECS, folder)
     (folder / "_defaults.yaml").write_text(FAST_DEFAULTS)

@@ -18,7 +18,7 @@ import pytest
 
 from dag_factory.settings import LIVE_VARIABLE
 from tests.runtime.dag_runs import airflow_variable, clear_variables
-from tests.support import DAGS, ROOT
+from tests.support import DAGS, PROJECT, ROOT
 
 SYNC = "dag_factory_backend_sync"
 EU = {"name": "churn_eu", "spec": "churn_predictor", "status": "active", "version": "v3",
@@ -226,12 +226,12 @@ def test_live_values_reach_the_tasks_at_run_time(run_dag, backend):
 def test_sync_and_status_commands(backend):
     backend.admin("POST", "/models", EU)
     cli = [sys.executable, "-m", "dag_factory.cli"]
-    done = subprocess.run([*cli, "sync"], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*cli, "sync"], cwd=PROJECT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote the snapshot (content changed)" in done.stdout and "added: churn_eu" in done.stdout
-    again = subprocess.run([*cli, "sync"], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+    again = subprocess.run([*cli, "sync"], cwd=PROJECT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
     assert "no write (unchanged and fresh)" in again.stdout
-    status = subprocess.run([*cli, "status", "--format", "json"], cwd=ROOT, env=os.environ.copy(),
+    status = subprocess.run([*cli, "status", "--format", "json"], cwd=PROJECT, env=os.environ.copy(),
                             capture_output=True, text=True, timeout=120)
     rows = {r["model"]: r for r in json.loads(status.stdout)}
     assert rows["churn_eu"]["spec"] == "churn_predictor" and rows["churn_eu"]["version"] == "v3"

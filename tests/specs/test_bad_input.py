@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from dag_factory.specs import load_specs
-from tests.support import EXAMPLE_MODELS
+from tests.support import MODELS
 
 
 def load_with(specs_dir: Path, name: str, content: str | bytes):
     path = specs_dir / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     result = load_specs([specs_dir])
-    assert sorted(s.name for s in result.specs) == sorted(EXAMPLE_MODELS), "the valid specs must still load"
+    assert sorted(s.name for s in result.specs) == sorted(MODELS), "the valid specs must still load"
     errors = [e for e in result.errors if e.file == str(path)]
     assert errors, f"no error reported for {name}: {result.errors}"
     assert {e.file for e in result.errors} == {str(path)}, "only the bad file may have errors"

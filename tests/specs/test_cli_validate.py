@@ -8,15 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support import PROJECT, ROOT
 
 
-def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path = PROJECT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dag_factory.cli", *args], cwd=cwd,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def test_examples_are_valid():
+def test_a_valid_specs_folder_exits_0():
     result = run("validate")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 spec file(s), 3 valid: ok" in result.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dag_factory.specs import load_specs
 from dag_factory.specs.model import Gate
+from tests.support import SPECS
 
 
 def only_errors(specs_dir: Path, name: str, text: str, **kw):
@@ -39,7 +40,8 @@ def test_cycle_through_built_in_steps(specs_dir):
     assert "cycle" in e.message and "start_training" in e.message
 
 
-def test_callable_that_cannot_be_imported(specs_dir):
+def test_callable_that_cannot_be_imported(specs_dir, monkeypatch):
+    monkeypatch.setenv("DAG_FACTORY_ALLOWED_CODE", "no_such_pkg")  # allowed, so its import is tried
     [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, python: 'no_such_pkg.mod:fn'}\n")
     assert e.message.startswith("cannot import module 'no_such_pkg.mod'")
     assert e.dotted_path == "training.steps[0].python"
@@ -47,7 +49,8 @@ def test_callable_that_cannot_be_imported(specs_dir):
                            check_imports=False)
 
 
-def test_operator_that_is_not_an_operator(specs_dir):
+def test_operator_that_is_not_an_operator(specs_dir, monkeypatch):
+    monkeypatch.setenv("DAG_FACTORY_ALLOWED_CODE", "json")  # allowed, so the class is imported and checked
     [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, operator: 'json.JSONDecoder'}\n")
     assert e.message == "'json.JSONDecoder' is not an Airflow operator class"
     [e] = only_errors(specs_dir, "steps.yaml", STEP + "    - {id: a, operator: 'json.NoSuch'}\n")
@@ -80,7 +83,7 @@ def test_deployment_steps_can_refer_to_target_groups(specs_dir):
 
 
 def test_defaults_are_inherited_and_overridden():
-    specs = load_specs(["specs"]).by_name()
+    specs = load_specs([SPECS]).by_name()
     churn, demand = specs["churn_predictor"], specs["demand_forecast"]
     assert churn.owner == "growth-ml" and demand.owner == "ml-platform"  # override / inherit
     assert demand.streaming is None  # no section in the spec: defaults don't create one
@@ -102,7 +105,7 @@ def test_invalid_defaults_make_their_specs_invalid_and_say_why(specs_dir):
 
 
 def test_spec_objects_are_immutable():
-    spec = load_specs(["specs"]).by_name()["churn_predictor"]
+    spec = load_specs([SPECS]).by_name()["churn_predictor"]
     import dataclasses
 
     import pytest

@@ -53,15 +53,17 @@ def seed_records(
 def seed_for(specs: Sequence[ModelSpec]) -> list[dict[str, Any]]:
     """One live record per spec, with that spec's own dataset, targets, partitions and batch
     size (so its own checks, e.g. fraud_scorer's allowed dataset prefixes, pass)."""
-    records: list[dict[str, Any]] = []
-    for spec in specs:
-        targets = [t.name for t in spec.deployment.targets] if spec.deployment else None
-        stream = spec.streaming
-        dataset = spec.training.dataset_uri if spec.training else None
-        records += seed_records([(spec.name, spec.name)], targets=targets, dataset_uri=dataset,
-                                partitions=list(stream.partitions) if stream else None,
-                                **({"batch_size": stream.batch_size} if stream else {}))
-    return records
+    return [record_for(spec) for spec in specs]
+
+
+def record_for(spec: ModelSpec) -> dict[str, Any]:
+    """The live record `spec` gives: active at v1, its dataset, targets, partitions, batch size."""
+    targets = [t.name for t in spec.deployment.targets] if spec.deployment else None
+    stream = spec.streaming
+    dataset = spec.training.dataset_uri if spec.training else None
+    return seed_records([(spec.name, spec.name)], targets=targets, dataset_uri=dataset,
+                        partitions=list(stream.partitions) if stream else None,
+                        **({"batch_size": stream.batch_size} if stream else {}))[0]
 
 
 _NUDGE = {">=": 0.0, "<=": 0.0, "==": 0.0, ">": 0.01, "<": -0.01}
@@ -80,19 +82,33 @@ def passing_metrics(gates: Iterable[Gate], defaults: dict[str, float]) -> dict[s
     return metrics
 
 
+def gate_settings(specs: Sequence[ModelSpec]) -> dict[str, dict[str, float] | None]:
+    """Admin path -> metrics the reference backend should report so every spec's gates pass:
+    one entry per model with training (``/models/<name>/training-metrics``) and one per
+    deployment target (``/targets/<target>/smoke``); None where the defaults already pass.
+
+    The backend keeps smoke metrics per target, not per model, so a target that several specs
+    deploy to gets metrics that pass all of their gates for it (None if they contradict each
+    other: the runs then show the contradiction)."""
+    out: dict[str, dict[str, float] | None] = {}
+    target_gates: dict[str, list[Gate]] = {}
+    for spec in sorted(specs, key=lambda s: s.name):
+        if spec.training is not None:
+            out[f"/models/{spec.name}/training-metrics"] = passing_metrics(spec.training.gates,
+                                                                           DEFAULT_TRAINING_METRICS)
+        for target in spec.deployment.targets if spec.deployment is not None else ():
+            gates = target.gates if target.gates is not None else spec.deployment.smoke_gates
+            target_gates.setdefault(target.name, []).extend(gates)
+    for target, gates in target_gates.items():
+        out[f"/targets/{target}/smoke"] = passing_metrics(gates, DEFAULT_SMOKE_METRICS)
+    return out
+
+
 def passing_settings(spec: ModelSpec) -> list[tuple[str, dict[str, float]]]:
     """(admin path, metrics) that make the reference backend report metrics passing the spec's
     gates. It reports the same defaults for every model, which some gates reject (auc >= 0.9):
     a local stack or a demo shows the path of a good model version."""
-    out: list[tuple[str, dict[str, float]]] = []
-    if spec.training is not None:
-        if metrics := passing_metrics(spec.training.gates, DEFAULT_TRAINING_METRICS):
-            out.append((f"/models/{spec.name}/training-metrics", metrics))
-    for target in spec.deployment.targets if spec.deployment is not None else ():
-        gates = target.gates if target.gates is not None else spec.deployment.smoke_gates
-        if metrics := passing_metrics(gates, DEFAULT_SMOKE_METRICS):
-            out.append((f"/targets/{target.name}/smoke", metrics))
-    return out
+    return [(path, metrics) for path, metrics in gate_settings([spec]).items() if metrics is not None]
 
 
 def make_gates_pass(spec: ModelSpec, backend: RunningBackend) -> list[str]:

@@ -1,4 +1,5 @@
-"""Metric gates at run time: which gates a set of metrics fails, in words a person can act on."""
+"""Which gates a set of metrics fails, in words a person can act on: used by the tasks at run
+time and by the fleet view (`dag-factory status`, the Models page)."""
 
 from __future__ import annotations
 

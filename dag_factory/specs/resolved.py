@@ -1,0 +1,99 @@
+"""The resolved spec (defaults merged) shown to people: in each DAG's docs and on the Model tab.
+
+`plain` turns the typed spec back into spec words (`90s`, `auc >= 0.8`), `section_doc` is the
+compact block a DAG's `doc_md` carries (deterministic: sorted keys, no paths, nothing live, so
+the serialized DAG stays byte-identical across parses), and `resolve_file` says which keys of
+a spec file came from `_defaults.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, is_dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping
+
+from dag_factory.specs.loader import DEFAULTS_FILE, merge_defaults
+from dag_factory.specs.model import Gate, ModelSpec
+
+
+def plain(value: Any) -> Any:
+    """A spec object as JSON data in spec words: durations `90s`, gates `auc >= 0.8`; empty values left out."""
+    if isinstance(value, timedelta):
+        return duration_text(value)
+    if isinstance(value, Gate):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: plain(getattr(value, f.name)) for f in fields(value)}
+        return {k: v for k, v in out.items() if v not in (None, (), [], {})}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def duration_text(delta: timedelta) -> str:
+    """timedelta(hours=1, minutes=30) -> '1h30m' (what parse_duration reads back)."""
+    seconds = int(delta.total_seconds())
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out or "0s"
+
+
+def shown_path(source: str) -> str:
+    """`specs/x.yaml` for a spec file, also when it was loaded by absolute path: the same text on
+    every machine (an absolute path would change the serialized DAG with the checkout's place)."""
+    path = Path(source)
+    return source if not path.is_absolute() else str(Path(path.parent.name) / path.name)
+
+
+def section_doc(spec: ModelSpec, kind: str) -> str:
+    """The resolved `kind` section (and owner) as a collapsed JSON block for `doc_md`."""
+    section = {"owner": spec.owner, kind: plain(getattr(spec, kind))}
+    text = json.dumps(section, sort_keys=True, indent=1, ensure_ascii=False)
+    return (f"<details><summary>Resolved spec ({kind}, defaults merged)</summary>\n\n"
+            f"```json\n{text}\n```\n\n</details>")
+
+
+def _origins(merged: Any, written: Any, path: tuple[str, ...]) -> list[str]:
+    """Dotted keys of `merged` that `written` does not have (so they came from the defaults)."""
+    if not isinstance(merged, Mapping):
+        return []
+    out = []
+    for key, value in merged.items():
+        here = (*path, str(key))
+        if not isinstance(written, Mapping) or key not in written:
+            out.append(".".join(here))
+        elif isinstance(value, Mapping):
+            out.extend(_origins(value, written[key], here))
+    return out
+
+
+def resolve_file(spec_file: Path, defaults_file: Path | None = None) -> dict[str, Any]:
+    """{as_written (text), resolved (merged document), from_defaults (dotted keys), defaults_file}.
+
+    For display only: an unreadable file gives its error instead of raising.
+    """
+    import yaml
+
+    defaults_file = defaults_file or spec_file.parent / DEFAULTS_FILE
+    out: dict[str, Any] = {"as_written": None, "resolved": None, "from_defaults": [],
+                           "defaults_file": defaults_file.name if defaults_file.is_file() else None}
+    try:
+        out["as_written"] = spec_file.read_text(encoding="utf-8")
+        written = yaml.safe_load(out["as_written"])
+        defaults = yaml.safe_load(defaults_file.read_text(encoding="utf-8")) if defaults_file.is_file() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    if not isinstance(written, dict):
+        return out
+    merged = merge_defaults(defaults if isinstance(defaults, dict) else {}, written)
+    out["resolved"] = json.loads(json.dumps(merged, default=str))
+    out["from_defaults"] = _origins(merged, written, ())
+    return out
