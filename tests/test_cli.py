@@ -81,3 +81,11 @@ def test_settings_lists_every_variable_with_its_value_in_force(tmp_path):
     line = next(x for x in result.stdout.splitlines() if x.startswith("DAG_FACTORY_SYNC_INTERVAL"))
     assert "2m" in line.split()
     assert "DAG_FACTORY_SPECS" in result.stdout and "DAG_FACTORY_REPARSE" in result.stdout
+
+
+def test_every_setting_is_documented_in_the_configuration_reference():
+    from dag_factory import settings
+    from tests.support import ROOT
+
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert [s.env for s in settings.ALL if f"`{s.env}`" not in text] == []

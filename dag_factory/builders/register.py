@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
@@ -83,22 +82,6 @@ def _files_for(dag_id: str, specs_dir: Path, snap: Mapping[str, Any] | None) -> 
     return found or None
 
 
-def relative_to(result: LoadResult, base: Path) -> LoadResult:
-    """Errors and specs name files as `specs/x.yaml`, the same on every machine that parses them,
-    and the same whether or not another spec is invalid (a path in one DAG must not depend on
-    the state of other files: that re-versioned the whole fleet each time one spec broke)."""
-
-    def rel(file: str) -> str:
-        try:
-            return str(Path(file).resolve().relative_to(base.resolve()))
-        except ValueError:
-            return file
-
-    errors = tuple(replace(e, file=rel(e.file)) for e in result.errors)
-    specs = tuple(replace(s, source=rel(s.source)) for s in result.specs)
-    return replace(result, specs=specs, errors=errors, invalid_files=tuple(sorted({e.file for e in errors})))
-
-
 def read_live_snapshot() -> dict[str, Any] | None:
     """The one Variable read of a parse. No snapshot yet (first start) or an unreadable one:
     DAGs come from the specs alone, and the log says so. Never raises."""
@@ -128,7 +111,7 @@ def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathL
     snap = read_live_snapshot()
     paths = (_files_for(wanted, folder, snap) if wanted else None) or \
         ([folder] if shard is None else select(discover([folder]), shard))
-    result = relative_to(load_specs(paths, check_imports=False), folder.parent)
+    result = load_specs(paths, check_imports=False).relative_to(folder.parent)
     if result.errors:
         log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
                     ", ".join(result.invalid_files))

@@ -116,7 +116,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from dag_factory.builders.register import build_dags, relative_to
+    from dag_factory.builders.register import build_dags
     from dag_factory.kinds import dag_id as make_dag_id
     from dag_factory.plan.describe import describe_dag
     from dag_factory.plan.graph import FORMATS
@@ -124,7 +124,7 @@ def run_render(args: argparse.Namespace) -> int:
 
     folder = _folder(args.specs)
     snap = _live(args.live)
-    result = relative_to(load_specs([folder], check_imports=False), folder.parent)
+    result = load_specs([folder], check_imports=False).relative_to(folder.parent)
     outputs = []
     for kind in (args.kind,) if args.kind else SECTIONS:
         dag_id = make_dag_id(args.model, kind)

@@ -112,10 +112,9 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 def _check_specs(model: str | None, out: TextIO, project: Path) -> tuple[int, str]:
     """Validate like `dag-factory validate specs/`; (2, ...) when `model` is not a runnable spec.
     Returns the model to run (the first runnable spec when none was named)."""
-    from dag_factory.builders.register import relative_to
     from dag_factory.specs import format_errors, load_specs
 
-    result = relative_to(load_specs([project / "specs"]), project)
+    result = load_specs([project / "specs"]).relative_to(project)
     if not result.ok:
         print(format_errors(result.errors), file=sys.stderr)
         print(f"dag-factory demo: {len(result.errors)} error(s) in specs/; fix them first "

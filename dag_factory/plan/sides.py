@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from dag_factory.builders.invalid import PREFIX, invalid_dag_id
-from dag_factory.builders.register import build_dags, relative_to
+from dag_factory.builders.register import build_dags
 from dag_factory.kinds import SECTIONS
 from dag_factory.live.fleet import FleetModel, plan_fleet, spec_name_of
 from dag_factory.plan.describe import describe_dag, next_runs
@@ -52,7 +52,7 @@ def build_key(model: FleetModel, kind: str) -> tuple[Any, ...]:
 def load_side(folder: Path, snap: Mapping[str, Any] | None, label: str) -> Side:
     """Load and validate a specs folder as the entry file would (no imports of step code)."""
     folder = folder.resolve()  # `.` too: files are named `<folder>/x.yaml` on both sides
-    result = relative_to(load_specs([folder], check_imports=False), folder.parent)
+    result = load_specs([folder], check_imports=False).relative_to(folder.parent)
     fleet, _ = plan_fleet(result.by_name(), snap)
     live_models = frozenset((snap or {}).get("models") or ())
     origins: dict[str, Origin] = {}

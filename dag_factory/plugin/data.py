@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -59,26 +58,13 @@ class _SpecsCache:
         with self._lock:
             if key == self._key and self._result is not None:
                 return self._result
-        result = _relative(load_specs([folder], check_imports=False), folder.parent)
+        result = load_specs([folder], check_imports=False).relative_to(folder.parent)
         with self._lock:
             self._key, self._result = key, result
         return result
 
 
 _specs = _SpecsCache()
-
-
-def _relative(result: LoadResult, base: Path) -> LoadResult:
-    """`specs/x.yaml`, as the DAGs' docs and the invalid-spec DAGs name files."""
-    def rel(file: str) -> str:
-        try:
-            return str(Path(file).resolve().relative_to(base.resolve()))
-        except ValueError:
-            return file
-
-    specs = tuple(replace(s, source=rel(s.source)) for s in result.specs)
-    errors = tuple(replace(e, file=rel(e.file)) for e in result.errors)
-    return replace(result, specs=specs, errors=errors, invalid_files=tuple(sorted({e.file for e in errors})))
 
 
 def load_fleet_specs(folder: Path | None = None) -> tuple[Path, LoadResult]:

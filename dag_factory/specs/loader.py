@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -32,6 +32,23 @@ class LoadResult:
 
     def by_name(self) -> dict[str, ModelSpec]:
         return {s.name: s for s in self.specs}
+
+    def relative_to(self, base: str | os.PathLike) -> LoadResult:
+        """Files named as `specs/x.yaml` (relative to `base`), the same on every machine that
+        parses them and whether or not another spec is invalid: a path in one DAG must not depend
+        on the state of other files (that re-versioned the whole fleet each time one spec broke)."""
+        root = Path(base).resolve()
+
+        def rel(file: str) -> str:
+            try:
+                return str(Path(file).resolve().relative_to(root))
+            except ValueError:
+                return file
+
+        errors = tuple(replace(e, file=rel(e.file)) for e in self.errors)
+        specs = tuple(replace(s, source=rel(s.source)) for s in self.specs)
+        return replace(self, specs=specs, errors=errors, files=tuple(rel(f) for f in self.files),
+                       invalid_files=tuple(sorted({e.file for e in errors})))
 
 
 def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +37,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.parse import generate_workload  # noqa: E402
 
 FLEET = 30
+# every builder module imported, so that reference_path finds each one that uses `link`
 BUILDERS = tuple(importlib.import_module(kind.builder.partition(":")[0]) for kind in KINDS.values())
 
 
@@ -182,4 +182,3 @@ def test_an_operator_with_its_own_edge_code_still_gets_it(tmp_path, monkeypatch,
     recording = importlib.import_module("edge_hook_operator").Recording
     assert dags["churn_predictor__deploy"].get_task("recorded").upstream_task_ids == {"deployed"}
     assert recording.calls == [("recorded", "deployed", True)]  # `>>` told the downstream task
-    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
