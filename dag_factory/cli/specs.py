@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from dag_factory.cli.common import EXIT_INVALID, EXIT_OK, UsageError
 from dag_factory.layout import cli_specs_dir
@@ -40,6 +41,7 @@ def _paths(given: list[str]) -> list[str]:
 
 def run_validate(args: argparse.Namespace) -> int:
     from dag_factory.specs import format_errors, load_specs
+    from dag_factory.specs.loader import DEFAULTS_FILE
 
     result = load_specs(_paths(args.paths), check_imports=not args.no_imports, defaults_path=args.defaults)
     if args.format == "json":
@@ -48,7 +50,9 @@ def run_validate(args: argparse.Namespace) -> int:
         print(format_errors(result.errors, args.format))
     if args.format == "text":
         status = "ok" if result.ok else f"{len(result.errors)} error(s) in {len(result.invalid_files)} file(s)"
-        print(f"{len(result.files)} spec file(s), {len(result.specs)} valid: {status}", file=sys.stderr)
+        specs = [f for f in result.files if Path(f).name != DEFAULTS_FILE]
+        defaults = " (+ defaults)" if len(specs) < len(result.files) else ""
+        print(f"{len(specs)} spec file(s){defaults}, {len(result.specs)} valid: {status}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_INVALID
 
 
