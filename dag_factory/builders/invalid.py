@@ -7,6 +7,7 @@ so failure alerts and the UI's failed-runs views show it. Fixing the file remove
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +23,17 @@ from dag_factory.specs.errors import SpecError
 PREFIX = INVALID_DAG_PREFIX
 
 
+MAX_DAG_ID = 250  # Airflow's limit on a DAG id
+
+
 def invalid_dag_id(file: str) -> str:
-    return PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "_", Path(file).stem)
+    """`dag_factory_invalid__<file stem>`, with characters a DAG id cannot hold replaced and a
+    stem too long for one cut and suffixed with a short stable hash of the whole stem."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(file).stem)
+    if len(PREFIX) + len(stem) > MAX_DAG_ID:
+        digest = hashlib.sha1(Path(file).stem.encode("utf-8")).hexdigest()[:12]
+        stem = f"{stem[:MAX_DAG_ID - len(PREFIX) - len(digest) - 1]}_{digest}"
+    return PREFIX + stem
 
 
 def report_errors(file: str, errors: list[str]) -> None:

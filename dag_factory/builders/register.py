@@ -56,10 +56,21 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
                 built = {}
                 break
         dags.update(built)
+    # One invalid-spec DAG per id: files whose ids coincide (`x.yaml` and `x.yml`, `a b.yaml` and
+    # `a_b.yaml`) share it, so neither file's errors are lost.
+    invalid: dict[str, tuple[list[str], list[SpecError]]] = {}
     for file, errors in sorted(by_file.items()):
-        dag_id = invalid_dag_id(file)
-        if (only is None or only == dag_id) and in_shard(Path(file).stem, shard):
-            dags[dag_id] = build_invalid_dag(file, errors)
+        if in_shard(Path(file).stem, shard):
+            files, merged = invalid.setdefault(invalid_dag_id(file), ([], []))
+            files.append(file)
+            merged.extend(errors)
+    for dag_id, (files, errors) in invalid.items():
+        if only is not None and only != dag_id:
+            continue
+        try:
+            dags[dag_id] = build_invalid_dag(" + ".join(files), errors)
+        except Exception:  # noqa: BLE001 - one file's report must not take every other DAG down
+            log.exception("dag_factory: could not build the invalid-spec DAG %s for %s", dag_id, files)
     return dags
 
 

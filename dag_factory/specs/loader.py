@@ -37,11 +37,13 @@ class LoadResult:
         """Files named as `specs/x.yaml` (relative to `base`), the same on every machine that
         parses them and whether or not another spec is invalid: a path in one DAG must not depend
         on the state of other files (that re-versioned the whole fleet each time one spec broke)."""
-        root = Path(base).resolve()
+        # abspath, not resolve(): a symlinked spec keeps its own name (a Kubernetes ConfigMap
+        # links x.yaml -> ..data/x.yaml, and its timestamped target changes with every update)
+        root = Path(os.path.abspath(base))
 
         def rel(file: str) -> str:
             try:
-                return str(Path(file).resolve().relative_to(root))
+                return str(Path(os.path.abspath(file)).relative_to(root))
             except ValueError:
                 return file
 

@@ -116,17 +116,25 @@ def read_spec_file(path: Path) -> bytes:
       most MAX_FILE_BYTES + 1 bytes are read.
     Raises YamlProblem for those, OSError when the file cannot be opened.
     """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    target = None
     if path.is_symlink():
         try:
-            target = path.resolve()
-        except (OSError, RuntimeError):  # a loop of links
-            raise YamlProblem("the symlink cannot be resolved (a loop?)", hint="link to a file in the folder") from None
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):  # a loop of links, or a dangling one
+            raise YamlProblem("the symlink cannot be resolved (a loop, or its target is gone)",
+                              hint="link to a file in the folder") from None
         if not target.is_relative_to(path.parent.resolve()):
-            raise YamlProblem(f"a symlink in the specs folder must point to a file inside it; this one points "
-                              f"to {target}", hint="copy the file into the specs folder, or link to a file there")
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            # the target's path stays out of the message: it would show in the invalid-spec DAG
+            raise YamlProblem("a symlink in the specs folder must point to a file inside it; this one points "
+                              "outside", hint="copy the file into the specs folder, or link to a file there")
+    else:
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # swapped for a link after the check: refused, not followed
+    fd = os.open(path, flags)
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
+        if target is not None and not os.path.samestat(info, os.stat(target)):
+            raise YamlProblem("the file changed while it was read", hint="validate again")
         if not stat.S_ISREG(info.st_mode):
             raise YamlProblem("not a regular file", hint="a spec is a plain YAML file")
         if info.st_size > MAX_FILE_BYTES:

@@ -51,7 +51,21 @@ def test_huge_files_and_symlinks_are_refused_before_they_are_read(specs_dir, tmp
     assert "file is 314.6 MB; a spec may be at most 1024 KiB" in errors["huge.yaml"]
     assert "file is 314.6 MB; a spec may be at most 1024 KiB" in errors["linked.yaml"]
     assert "a symlink in the specs folder must point to a file inside it" in errors["outside.yaml"]
-    assert str(tmp_path / "elsewhere" / "big.yaml") in errors["outside.yaml"]
+    assert str(tmp_path / "elsewhere") not in errors["outside.yaml"]  # no host path in an invalid-spec DAG
+
+
+def test_a_symlinked_spec_keeps_its_own_name(specs_dir):
+    """A Kubernetes ConfigMap mounts x.yaml -> ..data/x.yaml, whose target folder is renamed on
+    every update: the DAGs must name specs/x.yaml, or every update re-versions the whole fleet."""
+    from dag_factory.specs import load_specs
+
+    data = specs_dir / "..2026_11_29_v1"
+    data.mkdir()
+    os.replace(specs_dir / "demand_forecast.yaml", data / "demand_forecast.yaml")
+    os.symlink(Path("..2026_11_29_v1") / "demand_forecast.yaml", specs_dir / "demand_forecast.yaml")
+    result = load_specs([specs_dir], check_imports=False).relative_to(specs_dir.parent)
+    assert result.ok, result.errors
+    assert result.by_name()["demand_forecast"].source == "specs/demand_forecast.yaml"
 
 
 def test_a_symlink_to_a_spec_inside_the_folder_is_a_spec(specs_dir):
