@@ -14,7 +14,7 @@ thread pool, so the DB reads do not block the api-server's event loop.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Iterable
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -51,17 +51,31 @@ async def page_user(request: Request) -> Any:
         raise
 
 
-def _authorize(user: Any, dag_id: str | None = None) -> None:
-    """Read access to DAGs (or to this DAG) and to the live-data Variable, or 403."""
+def _authorize(user: Any, dag_ids: Iterable[str] = ()) -> None:
+    """Read access to DAGs (to each of `dag_ids`, with its team, as Airflow's own endpoints ask)
+    and to the live-data Variable, or 403."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails, VariableDetails
+    from airflow.models.dag import DagModel
 
     manager = get_auth_manager()
-    dag = manager.is_authorized_dag(method="GET", user=user, details=DagDetails(id=dag_id) if dag_id else None)
+    ids = sorted(set(dag_ids))
+    teams = DagModel.get_dag_id_to_team_name_mapping(ids) if ids else {}
+    dags = all(manager.is_authorized_dag(method="GET", user=user, details=DagDetails(id=d, team_name=teams.get(d)))
+               for d in ids) if ids else manager.is_authorized_dag(method="GET", user=user)
     variable = manager.is_authorized_variable(method="GET", user=user, details=VariableDetails(key=LIVE_VARIABLE))
-    if not (dag and variable):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden: needs read access to DAGs and to the "
-                                                       f"Variable {LIVE_VARIABLE}")
+    if not (dags and variable):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Forbidden: needs read access to the model's DAGs and to "
+                                                       f"the Variable {LIVE_VARIABLE}")
+
+
+def _visible(user: Any, view: dict[str, Any]) -> dict[str, Any]:
+    """The view with only the rows whose DAGs this user may read (Airflow's list endpoints filter
+    the same way); rows without DAGs (a live model naming no spec) stay."""
+    from airflow.api_fastapi.app import get_auth_manager
+
+    allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
+    return {**view, "models": [r for r in view["models"] if set(r.get("dag_ids") or ()) <= allowed]}
 
 
 ApiUser = Annotated[Any, Depends(api_user)]
@@ -91,20 +105,22 @@ def create_app() -> FastAPI:
     @app.get("/models", response_class=HTMLResponse)
     def models_page(request: Request, user: PageUser) -> HTMLResponse:
         _authorize(user)
-        view = data.fleet()
+        view = _visible(user, data.fleet())
         query = _query(request)
         return HTMLResponse(pages.models_page(view, _rows(view, query), query))
 
     @app.get("/api/models")
     def models_json(request: Request, user: ApiUser) -> JSONResponse:
         _authorize(user)
-        view = data.fleet()
+        view = _visible(user, data.fleet())
         return JSONResponse({**view, "models": _rows(view, _query(request)), "total": len(view["models"])})
 
     @app.get("/model", response_class=HTMLResponse)
     def model_page(user: PageUser, dag_id: str = "", model: str = "") -> HTMLResponse:
-        _authorize(user, dag_id or None)
         name = model or data.model_for_dag(dag_id)
+        if dag_id and model and data.model_for_dag(dag_id) != model:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{dag_id} is not a DAG of model {model}")
+        _authorize(user, [dag_id] if dag_id else data.model_dag_ids(name or ""))
         if not name:
             return HTMLResponse(pages.message_page("Not a dag_factory DAG", f"{dag_id} was not generated from a "
                                                    "spec: there is no model to show."))
@@ -116,7 +132,7 @@ def create_app() -> FastAPI:
 
     @app.get("/api/models/{name}")
     def model_json(name: str, user: ApiUser) -> JSONResponse:
-        _authorize(user)
+        _authorize(user, data.model_dag_ids(name))
         detail = data.model_detail(name)
         if detail is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {name}")

@@ -155,6 +155,11 @@ def model_for_dag(dag_id: str) -> str | None:
     return parts[0] if parts else None
 
 
+def model_dag_ids(model: str) -> list[str]:
+    """Every DAG id a model can have (one per kind): what reading its Model tab needs access to."""
+    return [f"{model}__{k.suffix}" for k in KINDS.values()] if model else []
+
+
 def model_detail(model: str, folder: Path | None = None) -> dict[str, Any] | None:
     """The Model tab's data: the model's row, its spec as written and resolved, its live record,
     and its DAGs' recent runs; None when neither a spec nor live data knows the name."""
@@ -162,7 +167,7 @@ def model_detail(model: str, folder: Path | None = None) -> dict[str, Any] | Non
 
     folder, result = load_fleet_specs(folder)
     snap = read_snapshot()
-    own = {f"{model}__{k.suffix}" for k in KINDS.values()}
+    own = set(model_dag_ids(model))
     rows = fleet_state(result, snap, _facts_reader(own))["models"]
     row = next((r for r in rows if r["model"] == model), None)
     if row is None:
@@ -170,7 +175,6 @@ def model_detail(model: str, folder: Path | None = None) -> dict[str, Any] | Non
     detail: dict[str, Any] = {"row": row, "live_record": ((snap or {}).get("models") or {}).get(model),
                               "runs": recent_runs(row["dag_ids"]), "spec": None}
     spec_file = row.get("spec_file")
-    if spec_file:
-        path = folder.parent / spec_file
-        detail["spec"] = {"file": spec_file, **resolve_file(path if path.is_file() else folder / Path(spec_file).name)}
+    if spec_file:  # only a file of the specs folder itself, read as the loader reads specs
+        detail["spec"] = {"file": spec_file, **resolve_file(folder / Path(spec_file).name)}
     return detail

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 from dag_factory.specs.loader import DEFAULTS_FILE, merge_defaults
 from dag_factory.specs.model import Gate, ModelSpec
+from dag_factory.specs.yamlio import YamlProblem, read_spec_file
 
 
 def plain(value: Any) -> Any:
@@ -84,10 +85,13 @@ def resolve_file(spec_file: Path, defaults_file: Path | None = None) -> dict[str
     defaults_file = defaults_file or spec_file.parent / DEFAULTS_FILE
     out: dict[str, Any] = {"as_written": None, "resolved": None, "from_defaults": [],
                            "defaults_file": defaults_file.name if defaults_file.is_file() else None}
-    try:
-        out["as_written"] = spec_file.read_text(encoding="utf-8")
+    try:  # through read_spec_file: bounded, regular files, symlinks only within the folder
+        out["as_written"] = read_spec_file(spec_file).decode("utf-8")
         written = yaml.safe_load(out["as_written"])
-        defaults = yaml.safe_load(defaults_file.read_text(encoding="utf-8")) if defaults_file.is_file() else {}
+        defaults = yaml.safe_load(read_spec_file(defaults_file).decode("utf-8")) if defaults_file.is_file() else {}
+    except YamlProblem as exc:
+        out["error"] = exc.message
+        return out
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
         return out

@@ -82,6 +82,10 @@ def test_page_tab_and_ui_registration_with_the_ui_cookie(server):
     assert tab.status_code == 200
     assert "Resolved spec" in tab.text and "Spec as written" in tab.text and "model: model_00002" in tab.text
     assert 'title="from _defaults.yaml">defaults</span>' in tab.text
+    # access is checked on the DAG the tab names: it cannot be used to show another model
+    other = requests.get(url + "/dag-factory/model", params={"dag_id": "model_00002__deploy", "model": "model_00001"},
+                         cookies={"_token": token}, timeout=60)
+    assert other.status_code == 400 and "model: model_00001" not in other.text
     plugins = requests.get(url + "/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=60).json()
     [ours] = [p for p in plugins["plugins"] if p["name"] == "dag_factory"]
     views = {v["destination"]: v for v in ours["external_views"]}
