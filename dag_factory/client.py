@@ -305,6 +305,12 @@ class _Watch:
         with self._lock:
             self._conn = conn
 
+    def release(self, conn: Any) -> None:
+        """`conn` goes back to the pool (another thread may take it next): never shut it down."""
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+
     def _fire(self) -> None:
         with self._lock:
             if self._done:
@@ -324,6 +330,11 @@ def _watched(pool: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
             if (watch := getattr(_Watch.current, "watch", None)) is not None:
                 watch.attach(conn)
             return super()._make_request(conn, *args, **kwargs)
+
+        def _put_conn(self, conn: Any) -> None:
+            if (watch := getattr(_Watch.current, "watch", None)) is not None:
+                watch.release(conn)
+            super()._put_conn(conn)
 
     WatchedPool.__name__ = WatchedPool.__qualname__ = f"Watched{pool.__name__}"
     return WatchedPool
