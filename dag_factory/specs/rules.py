@@ -74,19 +74,28 @@ def allowed_code(doc: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
             "operator": BUILTIN_OPERATORS + extra + tuple(own.get("operators") or ())}
 
 
-def is_allowed(target: str, entries: Iterable[str]) -> bool:
-    """Pure string matching, nothing imported: an entry allows itself and everything below it
-    ('acme' allows 'acme:f', 'acme.x:f' and 'acme.x.Op'; not 'acme_other')."""
-    name = target.replace(":", ".")
+def split_target(kind: str, target: str) -> tuple[str, str]:
+    """(module, attribute) of a step's code: `pkg.mod:func` (python) or `pkg.mod.Class` (operator)."""
+    module, _, attr = target.partition(":") if kind == "python" else target.rpartition(".")
+    return module, attr
+
+
+def is_allowed(kind: str, target: str, entries: Iterable[str]) -> bool:
+    """Pure string matching, nothing imported. The module and the attribute are compared apart:
+    an entry `acme` allows the modules `acme` and `acme.*` ('acme:f', 'acme.x:f', 'acme.x.Op'; not
+    'acme_other'); `acme.x:f` allows that one callable; for operators, `acme.x.Op` that one class."""
+    module, attr = split_target(kind, target)
     for entry in entries:
-        prefix = entry.replace(":", ".")
-        if name == prefix or name.startswith(prefix + "."):
+        if ":" in entry:
+            if entry == f"{module}:{attr}":
+                return True
+        elif module == entry or module.startswith(entry + ".") or (kind == "operator" and target == entry):
             return True
     return False
 
 
 def allowlist_problem(kind: str, target: str, entries: tuple[str, ...]) -> str | None:
-    if is_allowed(target, entries):
+    if is_allowed(kind, target, entries):
         return None
     allowed = ", ".join(dict.fromkeys(entries))
     return f"'{target}' is not allowed: spec code must be on the allowlist; allowed: {allowed}"
@@ -136,7 +145,7 @@ def check_steps(doc: Mapping[str, Any], *, check_imports: bool) -> Iterator[Prob
             path = (section, "steps", index, kind)
             if why := allowlist_problem(kind, step[kind], allowed[kind]):
                 yield Problem(path, why, _allowlist_hint(kind, step[kind]))
-            elif check_imports and (why := import_problem(kind, step[kind])):
+            elif check_imports and (why := import_problem(kind, step[kind], allowed[kind])):
                 yield Problem(path, why, "is the package installed where Airflow runs?")
 
 
@@ -241,9 +250,11 @@ def find_cycle(edges: Mapping[str, Iterable[str]]) -> list[str]:
     return []
 
 
-def import_problem(kind: str, target: str) -> str | None:
-    """Why a step's callable or operator cannot be used, or None if it imports."""
-    module_name, _, attr = target.partition(":") if kind == "python" else target.rpartition(".")
+def import_problem(kind: str, target: str, allowed: Iterable[str] | None = None) -> str | None:
+    """Why a step's callable or operator cannot be used, or None if it imports. With `allowed`,
+    the object must also be defined in allowed code: an allowed module's `from subprocess import
+    run` does not make `subprocess.run` allowed."""
+    module_name, attr = split_target(kind, target)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's to see
@@ -258,7 +269,17 @@ def import_problem(kind: str, target: str) -> str | None:
 
         if not (isinstance(obj, type) and issubclass(obj, BaseOperator)):
             return f"'{target}' is not an Airflow operator class"
+    home = getattr(obj, "__module__", None)
+    named = allowed is not None and target in allowed  # allowed by its exact name: the user chose it
+    if allowed is not None and not named and (
+            not isinstance(home, str) or not is_allowed(kind, _defined_as(kind, home, obj), allowed)):
+        return f"'{target}' is defined in '{home}', which is not on the allowlist (an allowed module imported it)"
     return None
+
+
+def _defined_as(kind: str, home: str, obj: Any) -> str:
+    name = getattr(obj, "__qualname__", getattr(obj, "__name__", ""))
+    return f"{home}:{name}" if kind == "python" else f"{home}.{name}"
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str:

@@ -202,3 +202,31 @@ def test_a_spec_cannot_widen_the_allowlist_itself(specs_dir):
     (specs_dir / "shell.yaml").write_text(OS_SYSTEM + "allowed_code: {python: [os]}\n")
     errors = [e for e in errors_of(specs_dir) if "shell.yaml" in e]
     assert any("unknown key 'allowed_code'" in e for e in errors), errors
+
+
+def test_the_allowlist_compares_module_and_attribute_apart():
+    from dag_factory.specs.rules import is_allowed
+
+    assert is_allowed("python", "dag_factory.steps:require_dataset_uri", ("dag_factory.steps",))
+    assert not is_allowed("python", "dag_factory:steps", ("dag_factory.steps",))  # not the same thing
+    assert not is_allowed("python", "dag_factory.stepsx:f", ("dag_factory.steps",))
+    assert not is_allowed("python", "acme.tools.safe:x", ("acme.tools:safe",))  # one callable, not a package
+    assert is_allowed("python", "acme.tools:safe", ("acme.tools:safe",))
+    assert is_allowed("operator", "acme.ops.Deploy", ("acme.ops.Deploy",))
+    assert not is_allowed("operator", "airflow.providers_evil.X", ("airflow.providers",))
+
+
+def test_an_allowed_module_does_not_lend_what_it_imports(monkeypatch, specs_dir, tmp_path):
+    package = tmp_path / "acme_tools"
+    package.mkdir()
+    (package / "__init__.py").write_text("from subprocess import run\n\ndef ok():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("DAG_FACTORY_ALLOWED_CODE", "acme_tools")
+    base = (specs_dir / "churn_predictor.yaml").read_text()
+    step = "  steps:\n    - {id: sneaky, python: 'acme_tools:run', kwargs: {args: 'true', shell: true}}\n"
+    (specs_dir / "churn_predictor.yaml").write_text(base.replace("training:\n", "training:\n" + step, 1))
+    errors = errors_of(specs_dir)
+    assert any("'acme_tools:run' is defined in 'subprocess', which is not on the allowlist" in e for e in errors), errors
+    (specs_dir / "churn_predictor.yaml").write_text(base.replace("training:\n", "training:\n" + step.replace(
+        "acme_tools:run', kwargs: {args: 'true', shell: true}", "acme_tools:ok'"), 1))
+    assert errors_of(specs_dir) == []
