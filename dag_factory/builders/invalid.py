@@ -20,9 +20,6 @@ from dag_factory.builders.common import python_task
 from dag_factory.settings import INVALID_DAG_PREFIX
 from dag_factory.specs.errors import SpecError
 
-PREFIX = INVALID_DAG_PREFIX
-
-
 MAX_DAG_ID = 250  # Airflow's limit on a DAG id
 
 
@@ -30,10 +27,10 @@ def invalid_dag_id(file: str) -> str:
     """`dag_factory_invalid__<file stem>`, with characters a DAG id cannot hold replaced and a
     stem too long for one cut and suffixed with a short stable hash of the whole stem."""
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(file).stem)
-    if len(PREFIX) + len(stem) > MAX_DAG_ID:
+    if len(INVALID_DAG_PREFIX) + len(stem) > MAX_DAG_ID:
         digest = hashlib.sha1(Path(file).stem.encode("utf-8")).hexdigest()[:12]
-        stem = f"{stem[:MAX_DAG_ID - len(PREFIX) - len(digest) - 1]}_{digest}"
-    return PREFIX + stem
+        stem = f"{stem[:MAX_DAG_ID - len(INVALID_DAG_PREFIX) - len(digest) - 1]}_{digest}"
+    return INVALID_DAG_PREFIX + stem
 
 
 def report_errors(file: str, errors: list[str]) -> None:

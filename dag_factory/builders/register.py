@@ -12,13 +12,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
-from dag_factory.builders.invalid import PREFIX, build_invalid_dag, invalid_dag_id
+from dag_factory.builders.invalid import build_invalid_dag, invalid_dag_id
 from dag_factory.kinds import KINDS, split_dag_id
 from dag_factory.layout import Shard, check_shard, in_shard, select, specs_dir_for
 from dag_factory.live import snapshot
 from dag_factory.live.fleet import plan_fleet, shard_snapshot, spec_name_of
 from dag_factory.live.store import sdk_read
-from dag_factory.settings import LIVE_VARIABLE
+from dag_factory.settings import INVALID_DAG_PREFIX, LIVE_VARIABLE
 from dag_factory.specs.errors import SpecError
 from dag_factory.specs.loader import LoadResult, discover, load_specs
 
@@ -84,7 +84,7 @@ def _only_model(snap: Mapping[str, Any] | None, only: str | None) -> Mapping[str
 
 def _files_for(dag_id: str, specs_dir: Path, snap: Mapping[str, Any] | None) -> list[Path] | None:
     """The one spec file a DAG id needs, or None when the whole folder must be read."""
-    stem = dag_id[len(PREFIX):] if dag_id.startswith(PREFIX) else None
+    stem = dag_id[len(INVALID_DAG_PREFIX):] if dag_id.startswith(INVALID_DAG_PREFIX) else None
     if stem is None:
         if (parts := split_dag_id(dag_id)) is None:
             return None

@@ -13,7 +13,7 @@ import inspect
 import re
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from dag_factory.specs.resolved import duration_text  # spec words: 90s, 1h30m
 
@@ -184,9 +184,3 @@ def next_runs(dag: Any, now: datetime, count: int = 3) -> list[str]:
 
 
 _RUNS: dict[tuple[Any, ...], tuple[str, ...]] = {}  # a fleet shares a handful of (schedule, start date)
-
-
-def describe_all(dags: Mapping[str, Any], ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-    """DAG id -> description for `ids` (default: all), sorted by id."""
-    wanted = sorted(dags if ids is None else (i for i in ids if i in dags))
-    return {dag_id: describe_dag(dags[dag_id]) for dag_id in wanted}

@@ -19,12 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from dag_factory.builders.invalid import PREFIX, invalid_dag_id
+from dag_factory.builders.invalid import invalid_dag_id
 from dag_factory.builders.register import build_dags
 from dag_factory.kinds import SECTIONS
 from dag_factory.live.fleet import FleetModel, plan_fleet, spec_name_of
 from dag_factory.plan.describe import describe_dag, next_runs
 from dag_factory.plan.diff import Facts, Origin, Plan, make_plan
+from dag_factory.settings import INVALID_DAG_PREFIX as PREFIX
 from dag_factory.specs.loader import DEFAULTS_FILE, LoadResult, load_specs
 from dag_factory.specs.model import ModelSpec
 
