@@ -160,16 +160,20 @@ class DeadlineExceeded(Exception):
 
 
 def deadline_seconds(value: Any) -> float:
-    """A deadline as seconds: a number, or a duration such as ``90s``, ``2m``, ``1m30s``."""
-    text = str(value).strip()
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?", text)
-    if not text or match is None:
-        raise ValueError(f"deadline must be seconds or a duration like 90s or 2m, got {value!r}")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
-    if total <= 0:
-        raise ValueError(f"deadline must be positive, got {value!r}")
-    return total
+    """A deadline as seconds: a number (``45``, ``2.5``), or a duration as specs write them
+    (``90s``, ``2m``, ``1m30s``: dag_factory.specs.timing.parse_duration)."""
+    from dag_factory.specs.timing import parse_duration
+
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        try:
+            seconds = parse_duration(str(value)).total_seconds()
+        except ValueError:
+            raise ValueError(f"deadline must be seconds or a duration like 90s or 2m, got {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"deadline must be positive and finite, got {value!r}")
+    return seconds
 
 
 class _BearerAuth(requests.auth.AuthBase):
