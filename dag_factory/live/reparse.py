@@ -30,15 +30,17 @@ Two ways, `$DAG_FACTORY_REPARSE`:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 from dag_factory import settings
 from dag_factory.layout import entry_files, in_shard, shard_of_file
+from dag_factory.live import snapshot
 
 log = logging.getLogger(__name__)
 MODES = ("touch", "api", "off")
@@ -69,19 +71,60 @@ def newest_spec_change(specs_dir: Path, shard: tuple[int, int] | None) -> float:
     return newest
 
 
-def files_to_reparse(dags_dir: Path, specs_dir: Path, live_changed_at: float | None, *,
+def local_bundle_folders(config_list: Any) -> dict[str, Path]:
+    """Bundle name -> folder of every `LocalDagBundle` in a `dag_bundle_config_list` (the
+    default `dags-folder` bundle reads `[core] dags_folder`). Other bundles (git, ...) are
+    refreshed by their own version changes, not by a touch."""
+    from airflow.configuration import conf
+
+    if isinstance(config_list, str):
+        config_list = json.loads(config_list)
+    folders = {}
+    for item in config_list or ():
+        if isinstance(item, dict) and str(item.get("classpath", "")).endswith(".LocalDagBundle"):
+            path = (item.get("kwargs") or {}).get("path") or conf.get("core", "dags_folder")
+            folders[str(item.get("name"))] = Path(os.path.expanduser(path))
+    return folders
+
+
+def configured_bundle_folders() -> dict[str, Path]:
+    """The local bundles of this Airflow's configuration; {} when it cannot be read."""
+    try:
+        from airflow.configuration import conf
+
+        return local_bundle_folders(conf.getjson("dag_processor", "dag_bundle_config_list"))
+    except Exception as exc:  # noqa: BLE001 - the sync DAG's own folder is still searched
+        log.warning("could not read [dag_processor] dag_bundle_config_list: %s", exc)
+        return {}
+
+
+def entry_files_in(folders: Sequence[Path]) -> list[Path]:
+    """Every entry file directly in `folders`, each once."""
+    found: dict[Path, None] = {}
+    for folder in folders:
+        try:
+            found.update(dict.fromkeys(entry_files(folder)))
+        except OSError as exc:
+            log.warning("could not list %s for entry files: %s", folder, exc)
+    return list(found)
+
+
+def files_to_reparse(dags_dirs: Path | Sequence[Path], specs_dir: Path, live: Mapping[str, Any] | None, *,
                      confirm_after: float, now: float | None = None,
-                     last_request: dict[str, float] | None = None) -> list[Path]:
-    """The entry files to re-parse now. An entry file's inputs changed at `changed` (the live
-    data's last change, or its newest spec). Ask when nothing was asked since (`last < changed`),
-    and once more when the last request was made within `confirm_after` of the change and that
-    much time has passed. `last_request`: file name -> epoch seconds of its last parse (API
-    mode); default: the file's mtime, i.e. the last touch."""
+                     last_request: Mapping[Path, float] | None = None) -> list[Path]:
+    """The entry files to re-parse now. An entry file's inputs changed at `changed`: the last
+    live change to its shard's DAGs, or its newest spec. Ask when nothing was asked since
+    (`last < changed`), and once more when the last request was made within `confirm_after` of
+    the change and that much time has passed. `live`: the live snapshot. `last_request`: entry
+    file -> epoch seconds of its last parse (API mode); default: its mtime, i.e. the last touch."""
     now = time.time() if now is None else now
+    folders = [dags_dirs] if isinstance(dags_dirs, Path) else list(dags_dirs)
     wanted = []
-    for entry in entry_files(dags_dir):
-        changed = max(live_changed_at or 0.0, newest_spec_change(specs_dir, shard_of_file(entry)))
-        last = entry.stat().st_mtime if last_request is None else last_request.get(entry.name, 0.0)
+    for entry in entry_files_in(folders):
+        shard = shard_of_file(entry)
+        live_changed = snapshot.dag_changed_at(live, lambda spec: in_shard(spec, shard))
+        changed = max(live_changed or 0.0, newest_spec_change(specs_dir, shard))
+        last = entry.stat().st_mtime if last_request is None else last_request.get(entry, 0.0)
         if last < changed or (last < changed + confirm_after <= now):
             wanted.append(entry)
     return wanted
@@ -115,9 +158,9 @@ class AirflowApi:
             raise RuntimeError(f"POST {self.base}/auth/token: HTTP {response.status_code} {response.text[:300]}")
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
-    def entry_file_tokens(self, names: set[str]) -> dict[str, tuple[str, float]]:
-        """Entry file name -> (file token, its oldest DAG's last parse, epoch seconds)."""
-        found: dict[str, tuple[str, float]] = {}
+    def entry_file_tokens(self, names: set[str]) -> dict[tuple[str, str], tuple[str, float]]:
+        """(bundle, entry file name) -> (file token, its oldest DAG's last parse, epoch seconds)."""
+        found: dict[tuple[str, str], tuple[str, float]] = {}
         offset = 0
         while True:
             response = self.session.get(f"{self.base}/api/v2/dags", timeout=API_TIMEOUT,
@@ -129,8 +172,9 @@ class AirflowApi:
                 if name in names:
                     parsed = dag.get("last_parsed_time")
                     at = datetime.fromisoformat(parsed.replace("Z", "+00:00")).timestamp() if parsed else 0.0
-                    token, oldest = found.get(name, (dag["file_token"], at))
-                    found[name] = (token, min(oldest, at))
+                    key = (dag.get("bundle_name") or "", name)
+                    token, oldest = found.get(key, (dag["file_token"], at))
+                    found[key] = (token, min(oldest, at))
             offset += len(page["dags"])
             if not page["dags"] or offset >= page.get("total_entries", 0):
                 return found
@@ -141,27 +185,42 @@ class AirflowApi:
             raise RuntimeError(f"PUT parseDagFile: HTTP {response.status_code} {response.text[:300]}")
 
 
+def _api_key(path: Path, bundles: Mapping[str, Path],
+             tokens: Mapping[tuple[str, str], tuple[str, float]]) -> tuple[str, str] | None:
+    """Which (bundle, file name) of the API an entry file is: the bundle whose folder holds
+    it, else the one bundle that has a file of that name."""
+    for name, folder in bundles.items():
+        if path.parent == folder and (name, path.name) in tokens:
+            return name, path.name
+    matches = [key for key in tokens if key[1] == path.name]
+    return matches[0] if len(matches) == 1 else None
+
+
 def request_reparse(dags_dir: str | os.PathLike | None, specs_dir: str | os.PathLike | None,
-                    live_changed_at: float | None, *, confirm_after: float) -> dict[str, Any]:
-    """Re-parse the entry files that need it, the configured way; never raises (a missed
-    request only means waiting for `min_file_process_interval`)."""
+                    live: Mapping[str, Any] | None, *, confirm_after: float) -> dict[str, Any]:
+    """Re-parse the entry files (in `dags_dir` and every local bundle) that need it, the
+    configured way; never raises (a missed request only means waiting for
+    `min_file_process_interval`)."""
     how = "off"
     try:
         how = mode()
         if how == "off" or not dags_dir or not specs_dir:
             return {"mode": how, "files": []}
-        dags, specs = Path(dags_dir), Path(specs_dir)
+        bundles = {name: folder.resolve() for name, folder in configured_bundle_folders().items()}
+        folders = list(dict.fromkeys([Path(dags_dir).resolve(), *bundles.values()]))
+        specs = Path(specs_dir)
         if how == "touch":
-            done = touch(files_to_reparse(dags, specs, live_changed_at, confirm_after=confirm_after))
+            done = touch(files_to_reparse(folders, specs, live, confirm_after=confirm_after))
         else:
             api = AirflowApi(settings.AIRFLOW_API_CONN.get())
-            tokens = api.entry_file_tokens({p.name for p in entry_files(dags)})
-            parsed_at = {name: at for name, (_, at) in tokens.items()}
+            entries = entry_files_in(folders)
+            tokens = api.entry_file_tokens({p.name for p in entries})
+            keys = {path: key for path in entries if (key := _api_key(path, bundles, tokens))}
+            parsed_at = {path: tokens[key][1] for path, key in keys.items()}
             done = []
-            for path in files_to_reparse(dags, specs, live_changed_at, confirm_after=confirm_after,
-                                         last_request=parsed_at):
-                if path.name in tokens:
-                    api.reparse(tokens[path.name][0])
+            for path in files_to_reparse(folders, specs, live, confirm_after=confirm_after, last_request=parsed_at):
+                if path in keys:
+                    api.reparse(tokens[keys[path]][0])
                     done.append(path.name)
         if done:
             log.info("asked the dag-processor to re-parse %s (%s)", ", ".join(done), how)

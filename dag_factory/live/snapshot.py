@@ -7,7 +7,12 @@ whatever the model count, and a reader never sees half a sync (one row is writte
      "models": {"<name>": {<record>}, ...},      # active and paused models, by name
      "retired": ["<name>", ...],                 # DAGs removed
      "missing": {"<name>": <consecutive complete listings without it>},
-     "rejected": {"<name>": "<why the last listing's record was skipped>"}}
+     "rejected": {"<name>": "<why the last listing's record was skipped>"},
+     "dag_changes": {"<spec name>" or "*": "<when>"}}  # see dag_changes()
+
+Most live changes (a new version, datasets, partitions) are read by the tasks at run time and
+change no DAG. `dag_changes` says which specs' DAGs a change did touch, so the sync asks to
+re-parse only the entry files that build them (dag_factory.live.reparse).
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from dag_factory.live.records import record_name, record_problem
 
 FORMAT = 1
+ALL_SPECS = "*"  # a dag_changes key: every spec's DAGs may have changed
+DAG_CHANGES_KEPT = timedelta(days=1)  # far longer than a re-parse request and its confirmation take
+DAG_CHANGES_MAX = 256  # more specs touched at once: one "*" entry instead
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,72 @@ def changed_at(snapshot: Mapping[str, Any] | None) -> float | None:
         return None
 
 
+def dag_inputs(name: str, record: Mapping[str, Any] | None, retired: bool = False) -> tuple[Any, ...] | str | None:
+    """What of a model's live data its DAGs are built from (dag_factory.live.fleet.plan_fleet):
+    (the spec it names, paused or not, the training schedule); "retired"; None: no record."""
+    if retired:
+        return "retired"
+    if record is None:
+        return None
+    return (record.get("spec") or name, record.get("status") == "paused", (record.get("training") or {}).get("schedule"))
+
+
+def specs_with_dag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
+    """The specs whose DAGs differ between two snapshots' live data: a model added, removed,
+    retired or un-retired, paused or resumed, given another schedule or another spec (both
+    specs count). A new version or dataset is read at run time and touches no DAG."""
+    old_models, new_models = old.get("models") or {}, new.get("models") or {}
+    old_retired, new_retired = set(old.get("retired") or ()), set(new.get("retired") or ())
+    touched: set[str] = set()
+    for name in set(old_models) | set(new_models) | old_retired | new_retired:
+        before = dag_inputs(name, old_models.get(name), name in old_retired)
+        after = dag_inputs(name, new_models.get(name), name in new_retired)
+        if before != after:
+            touched.add(name)  # a spec's own model (and retirement goes by the spec's name)
+            touched.update(inputs[0] for inputs in (before, after) if isinstance(inputs, tuple))
+    return touched
+
+
+def next_dag_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any], now: datetime) -> dict[str, str]:
+    """`dag_changes` after a write: the old entries younger than DAG_CHANGES_KEPT, and `now`
+    for every spec this change touched (`*` for a first snapshot or a very large change)."""
+    if old is None or "dag_changes" not in old:
+        touched: set[str] = {ALL_SPECS}
+    else:
+        touched = specs_with_dag_changes(old, new)
+        if len(touched) > DAG_CHANGES_MAX:
+            touched = {ALL_SPECS}
+    kept = {}
+    for spec, when in ((old or {}).get("dag_changes") or {}).items():
+        try:
+            if datetime.fromisoformat(when) > now - DAG_CHANGES_KEPT:
+                kept[spec] = when
+        except (TypeError, ValueError):
+            continue
+    kept.update(dict.fromkeys(touched, _ts(now)))
+    return dict(sorted(kept.items()))
+
+
+def dag_changed_at(snapshot: Mapping[str, Any] | None, in_scope: Callable[[str], bool]) -> float | None:
+    """Epoch seconds of the last live change to the DAGs of the specs `in_scope` accepts, None
+    when there was none. A snapshot without `dag_changes` (written by an older version) says
+    only when anything changed: that time."""
+    if not snapshot:
+        return None
+    changes = snapshot.get("dag_changes")
+    if not isinstance(changes, dict):
+        return changed_at(snapshot)
+    newest = None
+    for spec, when in changes.items():
+        if spec == ALL_SPECS or in_scope(spec):
+            try:
+                at = datetime.fromisoformat(when).timestamp()
+            except (TypeError, ValueError):
+                continue
+            newest = at if newest is None else max(newest, at)
+    return newest
+
+
 def expired(snapshot: Mapping[str, Any], now: datetime) -> bool:
     try:
         return datetime.fromisoformat(snapshot["expires_at"]) <= now
@@ -102,6 +176,7 @@ def plan(old: Mapping[str, Any] | None, listing: list[Any], now: datetime, *,
     Bad records are skipped and their model keeps its old record; a model missing from the
     listing keeps its DAGs until it was missing `missing_limit` listings in a row.
     """
+    old_was_empty = old is None
     old = dict(old or empty())
     old_models: dict[str, Any] = dict(old.get("models") or {})
     models: dict[str, Any] = {}
@@ -149,6 +224,10 @@ def plan(old: Mapping[str, Any] | None, listing: list[Any], now: datetime, *,
     new["changed_at"] = _ts(now) if changed_content else old.get("changed_at") or old.get("synced_at")
     new["synced_at"] = _ts(now) if written else old.get("synced_at")
     new["expires_at"] = _ts(now + ttl) if written else old.get("expires_at")
+    if changed_content:
+        new["dag_changes"] = next_dag_changes(None if old_was_empty else old, new, now)
+    elif "dag_changes" in old:
+        new["dag_changes"] = old["dag_changes"]
     report = SyncReport(
         added=tuple(sorted(set(models) - set(old_models))),
         changed=tuple(sorted(n for n in models if n in old_models and models[n] != old_models[n])),

@@ -66,7 +66,7 @@ def sync_task(conn_id: str, dags_dir: str | None = None) -> dict[str, Any]:
             report = sync_once(client, sdk_read, sdk_write)
     finally:
         specs_dir = specs_dir_for(os.path.join(dags_dir, f"{ENTRY_STEM}.py")) if dags_dir else None
-        reparse = request_reparse(dags_dir, specs_dir, _live_changed_at(sdk_read),
+        reparse = request_reparse(dags_dir, specs_dir, _stored_snapshot(sdk_read),
                                   confirm_after=reparse_confirm_after())
     for line in report.lines():
         (log.warning if line.startswith("REJECTED") else log.info)("%s", line)
@@ -76,11 +76,11 @@ def sync_task(conn_id: str, dags_dir: str | None = None) -> dict[str, Any]:
             "rejected": dict(report.rejected), "reparse": reparse}
 
 
-def _live_changed_at(read: Reader) -> float | None:
+def _stored_snapshot(read: Reader) -> dict[str, Any] | None:
     try:
-        return snapshot.changed_at(snapshot.parse(read()))
+        return snapshot.parse(read())
     except Exception:  # noqa: BLE001 - only decides whether to ask for a re-parse
-        log.warning("could not read the live snapshot's change time", exc_info=True)
+        log.warning("could not read the live snapshot to see what changed", exc_info=True)
         return None
 
 

@@ -102,3 +102,37 @@ def test_the_fleet_follows_live_data():
 def test_parse_rejects_unreadable_snapshots():
     assert snapshot.parse(None) is None and snapshot.parse("{not json") is None
     assert snapshot.parse(json.dumps({"format": 99, "models": {}})) is None
+
+
+def test_dag_changes_name_only_the_specs_whose_dags_a_change_touches():
+    first, _ = plan(None, [rec("a"), rec("b", spec="a"), rec("c"), rec("d")])
+    assert first["dag_changes"] == {"*": "2026-11-27T12:00:00+00:00"}  # first snapshot: everything
+    later = NOW + timedelta(minutes=5)
+    # a new version and a dataset: read at run time, no DAG changes
+    same, report = plan(first, [rec("a", version="v2"), rec("b", spec="a"), rec("c", datasets=["x"]), rec("d")], later)
+    assert report.written and same["dag_changes"] == first["dag_changes"]
+    # paused, another schedule, moved to another spec, retired: those specs' DAGs change
+    moved, _ = plan(same, [rec("a", version="v2", status="paused"), rec("b", spec="c"),
+                          rec("c", datasets=["x"], training={"schedule": "@daily"}), rec("d", status="retired")], later)
+    stamp = later.isoformat(timespec="seconds")
+    assert moved["dag_changes"] == {"*": "2026-11-27T12:00:00+00:00", "a": stamp, "b": stamp, "c": stamp, "d": stamp}
+    assert snapshot.dag_changed_at(moved, lambda spec: spec == "zz") == NOW.timestamp()  # "*" covers every spec
+    # a day later the old entries are gone; a model added touches its own spec only
+    next_day = NOW + timedelta(days=1, minutes=10)
+    added, _ = plan(moved, [*[rec(n) for n in "abcd"], rec("e")], next_day)
+    assert set(added["dag_changes"]) == {"a", "b", "c", "d", "e"}
+    assert snapshot.dag_changed_at(added, lambda spec: spec == "zz") is None
+
+
+def test_a_snapshot_from_an_older_version_counts_as_a_change_to_every_spec():
+    first, _ = plan(None, [rec("a")])
+    del first["dag_changes"]
+    assert snapshot.dag_changed_at(first, lambda spec: False) == NOW.timestamp()  # its changed_at
+    new, _ = plan(first, [rec("a", status="paused")], NOW + timedelta(minutes=1))
+    assert list(new["dag_changes"]) == ["*"]
+
+
+def test_a_change_to_very_many_specs_is_one_star_entry():
+    first, _ = plan(None, [rec(f"m{i}") for i in range(300)])
+    paused, _ = plan(first, [rec(f"m{i}", status="paused") for i in range(300)], NOW + timedelta(minutes=1))
+    assert list(paused["dag_changes"]) == ["*"]

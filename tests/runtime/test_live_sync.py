@@ -120,6 +120,7 @@ def test_a_spec_edited_since_the_last_parse_asks_for_a_re_parse(run_dag, backend
     _age([entry], 1000)  # ... long ago, and the live change with it:
     changed = json.loads(airflow_variable(LIVE_VARIABLE))
     changed["changed_at"] = "2001-01-01T00:00:00+00:00"
+    changed["dag_changes"] = {"*": "2001-01-01T00:00:00+00:00"}
     from dag_factory.live.store import db_write
     db_write(json.dumps(changed))
     try:
