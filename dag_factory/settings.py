@@ -52,9 +52,29 @@ BACKEND_DEADLINE = Setting("BACKEND_DEADLINE", "120s",
 SYNC_TIMEOUT = Setting("SYNC_TIMEOUT", "4m", "execution_timeout of the sync task (keep it below SYNC_INTERVAL)")
 ALLOWED_CODE = Setting("ALLOWED_CODE", "", "extra module prefixes (comma-separated) that python: and operator: "
                        "steps may use, besides dag_factory.steps and airflow.providers operators")
+PARSE_WARN = Setting("PARSE_WARN", "0.5", "warn (status, Models page) when an entry file's last parse took this "
+                     "fraction of [dag_processor] dag_file_processor_timeout: a parse past the timeout is killed "
+                     "and every DAG of the file goes stale")
+MODELS_PER_FILE = Setting("MODELS_PER_FILE", "400", "models per entry file for `dag-factory entry-files --auto`: "
+                          "measured ~32 ms a model in a real dag-processor (1,000 models: 32 s on an idle machine), "
+                          "so 400 is ~13 s, about a quarter of the default 50 s timeout, room for a loaded machine")
+PARSE_GC = Setting("PARSE_GC", "pause-freeze", "Python's cyclic GC while an entry file builds its DAGs: pause-freeze "
+                   "(paused during the build, restored after it; in the dag-processor's parse child only, the built "
+                   "DAGs are then gc.freeze()d), pause (no freeze) or off")
 
 ALL: tuple[Setting, ...] = (SPECS, SCHEMAS, SYNC_INTERVAL, LIVE_TTL, MISSING_LISTINGS, SYNC_PAGE_SIZE,
-                            REPARSE, AIRFLOW_API_CONN, BACKEND_DEADLINE, SYNC_TIMEOUT, ALLOWED_CODE)
+                            REPARSE, AIRFLOW_API_CONN, BACKEND_DEADLINE, SYNC_TIMEOUT, ALLOWED_CODE,
+                            PARSE_WARN, MODELS_PER_FILE, PARSE_GC)
+
+
+def number(setting: Setting, *, minimum: float = 0.0) -> float:
+    """A numeric setting; a value that is not a number (or is below `minimum`) falls back to the
+    default, so a typo in an environment variable never breaks a page or the dag-processor."""
+    try:
+        value = float(setting.get())
+    except ValueError:
+        return float(setting.default)
+    return value if value >= minimum and value == value else float(setting.default)
 
 
 def table() -> str:

@@ -64,10 +64,12 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from dag_factory.live.facts import read_facts_from_db
-    from dag_factory.live.status import model_status, render_status
+    from dag_factory.live.status import render_status, status_view
     from dag_factory.live.store import db_read
 
-    # the same rows as the Models page and its JSON endpoint (dag_factory.plugin)
-    rows = model_status(args.specs, db_read(), read_facts=read_facts_from_db)
-    print(json.dumps(rows, indent=2) if args.format == "json" else render_status(rows))
+    # the same rows as the Models page and its JSON endpoint (dag_factory.plugin), and each entry
+    # file's last parse against the dag-processor's timeout (text only: the JSON stays the rows)
+    view = status_view(args.specs, db_read(), read_facts=read_facts_from_db)
+    rows = view["models"]
+    print(json.dumps(rows, indent=2) if args.format == "json" else render_status(rows, view["parsing"]))
     return EXIT_OK if all(not r["problems"] for r in rows) else EXIT_INVALID

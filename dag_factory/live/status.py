@@ -8,10 +8,12 @@ Airflow; with `now` given the result depends on the inputs alone (unit tests use
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from dag_factory import settings
 from dag_factory.kinds import KINDS
 from dag_factory.layout import cli_specs_dir
 from dag_factory.live import snapshot
@@ -25,6 +27,7 @@ from dag_factory.specs.resolved import duration_text
 # A stream counts as lagging when its last committed batch is older than this many intervals.
 LAG_INTERVALS = 3
 INVALID, NO_SPEC = "INVALID SPEC", "NO SPEC"
+DEFAULT_PROCESSOR_TIMEOUT = 50.0  # [dag_processor] dag_file_processor_timeout when the facts do not say
 
 
 def _parse_ts(value: Any) -> datetime | None:
@@ -192,7 +195,66 @@ def fleet_view(result: LoadResult, snap: Mapping[str, Any] | None, facts: FleetF
             no_spec.append(_other_row(name, "-", NO_SPEC, [problem]))
     rows.sort(key=lambda r: r["model"])
     return {"generated_at": now.isoformat(timespec="seconds"), "live_data": _snapshot_summary(snap, now),
-            "models": invalid + rows + no_spec}
+            "models": invalid + rows + no_spec, "parsing": parse_headroom(facts, now)}
+
+
+def target_seconds(timeout: float, warn_fraction: float) -> float:
+    """What one entry file's parse should take: half the warn line (at the defaults a quarter of the
+    timeout), so a machine twice as busy still parses without a warning and four times as busy still in time."""
+    return timeout * warn_fraction / 2
+
+
+def slowest_per_model(files: Sequence[Mapping[str, Any]]) -> tuple[Mapping[str, Any], float] | None:
+    """The entry file with the most parse seconds per model, and that figure; None without figures."""
+    timed = [f for f in files if f.get("seconds") and f.get("models")]
+    if not timed:
+        return None
+    worst = max(timed, key=lambda f: f["seconds"] / f["models"])
+    return worst, worst["seconds"] / worst["models"]
+
+
+def suggested_count(files: Sequence[Mapping[str, Any]], timeout: float, warn_fraction: float,
+                    models: int | None = None) -> int | None:
+    """K that brings a file to `target_seconds` at the slowest measured seconds per model, for
+    `models` (default: the models of the entry files). The fleet's hash spreads the models evenly
+    across files; a template spec's live models stay together in its file. None without figures."""
+    slowest = slowest_per_model(files)
+    if slowest is None or timeout <= 0:
+        return None
+    total = sum(f.get("models") or 0 for f in files) if models is None else models
+    return max(1, math.ceil(total * slowest[1] / max(target_seconds(timeout, warn_fraction), 1e-9)))
+
+
+def parse_headroom(facts: FleetFacts, now: datetime, warn_fraction: float | None = None) -> dict[str, Any]:
+    """Each entry file's last parse against the dag-processor's timeout: a file whose parse passes
+    `dag_file_processor_timeout` is killed, nothing of it is written, and every DAG it builds goes
+    stale. `warn` from `warn_fraction` of the timeout ($DAG_FACTORY_PARSE_WARN) on."""
+    warn_at = settings.number(settings.PARSE_WARN) if warn_fraction is None else warn_fraction
+    timeout = float(facts.timeouts.get("processor") or DEFAULT_PROCESSOR_TIMEOUT)
+    bundles = {p.get("bundle") for p in facts.parses}
+    files = []
+    for parse in facts.parses:
+        seconds = parse.get("seconds")
+        fraction = None if seconds is None else seconds / timeout
+        name = parse["file"] if len(bundles) < 2 else f"{parse.get('bundle')}:{parse['file']}"
+        files.append({**parse, "name": name, "fraction": fraction,
+                      "age_seconds": _seconds_since(parse.get("parsed_at"), now),
+                      "warn": fraction is not None and fraction >= warn_at})
+    count = suggested_count(files, timeout, warn_at)
+    warnings = [f"{f['name']}: last parse {f['seconds']:.1f} s is {f['fraction']:.0%} of the {timeout:g} s "
+                f"dag_file_processor_timeout (warning from {warn_at:.0%}); past it the parse is killed and its "
+                f"{f['dags']} DAGs go stale: split the fleet across more entry files, `dag-factory entry-files "
+                f"{count}` (what `dag-factory entry-files --auto --measured` picks)" for f in files if f["warn"]]
+    return {"timeout_seconds": timeout, "import_timeout_seconds": facts.timeouts.get("import"),
+            "warn_fraction": warn_at, "suggested_count": count, "files": files, "warnings": warnings}
+
+
+def parse_line(item: Mapping[str, Any], timeout: float) -> str:
+    """`model_dags_1_of_4.py: 250 model(s) (667 DAGs), last parse 12.3 s of 50 s (25 %), 2m03s ago`."""
+    if item.get("seconds") is None:
+        return f"{item['name']}: {item['models']} model(s) ({item['dags']} DAGs), no parse duration recorded"
+    return (f"{item['name']}: {item['models']} model(s) ({item['dags']} DAGs), last parse {item['seconds']:.1f} s "
+            f"of {timeout:g} s ({item['fraction']:.0%}), {format_age(item.get('age_seconds'))} ago")
 
 
 FactsReader = Callable[[Mapping[str, Sequence[str]]], FleetFacts]
@@ -205,11 +267,17 @@ def fleet_state(result: LoadResult, snap: Mapping[str, Any] | None, read_facts: 
     return fleet_view(result, snap, facts, now)
 
 
+def status_view(specs_dir: str | None, raw_snapshot: str | None, now: datetime | None = None,
+                read_facts: FactsReader | None = None) -> dict[str, Any]:
+    """`dag-factory status`: `fleet_view` for the specs folder and the stored snapshot."""
+    result = load_specs([cli_specs_dir(specs_dir)], check_imports=False)
+    return fleet_state(result, snapshot.parse(raw_snapshot), read_facts, now)
+
+
 def model_status(specs_dir: str | None, raw_snapshot: str | None, now: datetime | None = None,
                  read_facts: FactsReader | None = None) -> list[dict[str, Any]]:
-    """`dag-factory status`: the rows of `fleet_view` for the specs folder and the stored snapshot."""
-    result = load_specs([cli_specs_dir(specs_dir)], check_imports=False)
-    return fleet_state(result, snapshot.parse(raw_snapshot), read_facts, now)["models"]
+    """The rows of `status_view`."""
+    return status_view(specs_dir, raw_snapshot, now, read_facts)["models"]
 
 
 def fleet_dag_ids(result: LoadResult, snap: Mapping[str, Any] | None) -> dict[str, list[str]]:
@@ -257,10 +325,24 @@ def _sort_value(row: Mapping[str, Any], key: str) -> tuple[int, Any]:
     return (1, "") if value in (None, "-", "") else (0, value if isinstance(value, (int, float)) else str(value))
 
 
-def render_status(rows: list[dict[str, Any]]) -> str:
+def render_parsing(parsing: Mapping[str, Any] | None) -> list[str]:
+    """The entry files' parse lines of `dag-factory status` (WARN first word on a file near the timeout)."""
+    if not parsing:
+        return []
+    timeout = parsing["timeout_seconds"]
+    limit = f" (the import alone: {parsing['import_timeout_seconds']:g} s, [core] dagbag_import_timeout)" \
+        if parsing.get("import_timeout_seconds") else ""
+    lines = ["", f"entry files: last parse vs the {timeout:g} s [dag_processor] dag_file_processor_timeout{limit}"]
+    if not parsing["files"]:
+        return [*lines, "  no entry file's parse recorded in Airflow's DB yet"]
+    lines += [f"{'WARN' if f['warn'] else '  '}  {parse_line(f, timeout)}" for f in parsing["files"]]
+    return lines + [f"WARN  {w}" for w in parsing["warnings"]]
+
+
+def render_status(rows: list[dict[str, Any]], parsing: Mapping[str, Any] | None = None) -> str:
     lines = [f"{'model':<28} {'spec':<22} {'status':<13} {'version':<10} {'age':<8} dags / problems"]
     for r in rows:
         lines.append(f"{r['model']:<28} {r['spec']:<22} {r['status']:<13} {r['version']:<10} {r['data_age']:<8} "
                      f"{', '.join(d.rsplit('__', 1)[1] for d in r['dag_ids']) or '-'}")
         lines.extend(f"{'':<28} ! {p}" for p in r["problems"])
-    return "\n".join(lines)
+    return "\n".join(lines + render_parsing(parsing))

@@ -39,6 +39,9 @@ pre{background:#f7fafc;border:1px solid #e2e8f0;border-radius:6px;padding:8px;ov
 .prob{color:#c53030} .alert{color:#b7791f} .muted{color:#718096} .ok{color:#276749} .bad{color:#c53030}
 form.f{display:flex;gap:8px;flex-wrap:wrap;align-items:center;margin:8px 0} form.f select,form.f input{padding:2px 4px}
 .dflt{background:#ebf8ff} .grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+#parse-headroom{width:auto;margin:4px 0 10px} #parse-headroom tr.warn td{background:#fffff0}
+.bar{display:inline-block;width:80px;height:8px;background:#e2e8f0;border-radius:4px;vertical-align:middle}
+.bar i{display:block;height:8px;border-radius:4px;background:#48bb78} tr.warn .bar i{background:#d69e2e}
 """
 
 # Move the Airflow UI (the parent window, same origin) instead of loading the UI inside the iframe.
@@ -166,6 +169,30 @@ def _invalid_html(rows: Iterable[Mapping[str, Any]]) -> str:
     return "".join(items)
 
 
+def _parsing_html(parsing: Mapping[str, Any] | None) -> str:
+    """Each entry file's last parse against the dag-processor's timeout; files near it are marked."""
+    if not parsing:
+        return ""
+    timeout = parsing["timeout_seconds"]
+    title = (f"last parse of each entry file against the {timeout:g} s [dag_processor] dag_file_processor_timeout "
+             f"(warning from {parsing['warn_fraction']:.0%}, DAG_FACTORY_PARSE_WARN)")
+    if not parsing["files"]:
+        return f'<div class="muted" id=parse-headroom>{escape(title)}: no parse recorded yet</div>'
+    rows = []
+    for f in parsing["files"]:
+        seconds, fraction = f.get("seconds"), f.get("fraction")
+        shown = "-" if seconds is None else f"{seconds:.1f} s of {timeout:g} s ({fraction:.0%})"
+        bar = "" if fraction is None else f'<span class=bar><i style="width:{min(fraction, 1) * 100:.0f}%"></i></span> '
+        mark = f" {_badge('near timeout', 'lagging')}" if f.get("warn") else ""
+        rows.append(f'<tr{" class=warn" if f.get("warn") else ""} data-file="{escape(f["name"])}">'
+                    f'<td><code>{escape(f["name"])}</code></td><td>{f["models"]} models, {f["dags"]} DAGs</td>'
+                    f'<td>{bar}{escape(shown)}{mark}</td><td class=muted>{escape(format_age(f.get("age_seconds")))} ago'
+                    f'</td></tr>')
+    advice = "".join(f'<div class="alert">{escape(w)}</div>' for w in parsing.get("warnings") or ())
+    return (f'<div class=sub title="{escape(title)}">entry files: last parse vs the {timeout:g} s '
+            f'dag_file_processor_timeout</div><table id=parse-headroom><tbody>{"".join(rows)}</tbody></table>{advice}')
+
+
 def _options(name: str, values: Iterable[str], chosen: str, label: str) -> str:
     opts = [f'<option value="">{escape(label)}</option>'] + [
         f'<option value="{escape(v)}"{" selected" if v == chosen else ""}>{escape(v)}</option>' for v in values]
@@ -205,7 +232,8 @@ def models_page(view: Mapping[str, Any], shown: list[Mapping[str, Any]], query: 
             f' <a href="?">clear</a> · <a href="api/models?{escape(urlencode(query))}">JSON</a></form>')
     body = (f"<h1>Models</h1><div class=sub>{len(rows)} of {len(every) - sum(r['status'] == INVALID for r in every)}"
             f" model(s) shown · {sum(r['status'] == INVALID for r in every)} invalid spec file(s) · {freshness}</div>"
-            f"{_invalid_html(invalid)}{form}<table id=models><thead><tr>{''.join(heads)}</tr></thead><tbody>"
+            f"{_parsing_html(view.get('parsing'))}{_invalid_html(invalid)}{form}"
+            f"<table id=models><thead><tr>{''.join(heads)}</tr></thead><tbody>"
             f"{''.join(_row_html(r) for r in rows)}</tbody></table>")
     return _page("Models · dag_factory", body)
 

@@ -63,6 +63,8 @@ def test_the_json_endpoint_serves_every_model_from_the_db(server):
     body = response.json()
     rows = {r["model"]: r for r in body["models"]}
     assert sorted(rows) == MODELS and body["live_data"]["expired"] is False
+    # each entry file's last parse vs the processor's timeout (these hand-made `dag` rows have no file)
+    assert body["parsing"]["timeout_seconds"] == 50.0 and body["parsing"]["files"] == []
     churn_like = rows["model_00001"]  # the examples cycled: 00001 is a churn_predictor
     assert churn_like["status"] == "active" and churn_like["version"] == "v1"
     assert churn_like["training"]["run"]["state"] in ("success", "failed")
