@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -140,6 +140,8 @@ class Stack:
     commands: dict[str, list[str]]
     db_name: str | None = None
     redis_db: int | None = None
+    bundle_processors: dict[str, str] = field(default_factory=dict)  # bundle name -> its dag-processor
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)  # one process's own settings
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     _token: str | None = None
     _stopped: bool = False
@@ -156,6 +158,10 @@ class Stack:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def processor_of(self, bundle: str) -> str:
+        """The name of the dag-processor process that parses `bundle`."""
+        return self.bundle_processors.get(bundle, "dag-processor")
+
     # ---- processes
     def start_process(self, name: str) -> None:
         proc = self.processes.get(name)
@@ -166,8 +172,8 @@ class Stack:
             log.write(f"\n===== {time.strftime('%H:%M:%S')} starting {name}: {' '.join(self.commands[name])}\n".encode())
             log.flush()
             self.processes[name] = subprocess.Popen(
-                self.commands[name], env=self.env, cwd=str(self.home), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_preexec, close_fds=True)
+                self.commands[name], env={**self.env, **self.process_env.get(name, {})}, cwd=str(self.home),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_child_preexec, close_fds=True)
 
     def stop_process(self, name: str, *, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> None:
         """Signal the process group of ``name``; SIGKILL the group after ``timeout``."""
@@ -185,9 +191,12 @@ class Stack:
         except subprocess.TimeoutExpired:
             pass
 
-    def kill_process(self, name: str) -> None:
-        """SIGKILL the whole process group at once (a crash, not a shutdown)."""
+    def kill_process(self, name: str, *, stay_down: bool = False) -> None:
+        """SIGKILL the whole process group at once (a crash, not a shutdown). `stay_down`: it is
+        meant to be down (`check_alive` does not count it) until `start_process(name)`."""
         self.stop_process(name, sig=signal.SIGKILL, timeout=5)
+        if stay_down:
+            self.processes.pop(name, None)
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -415,12 +424,20 @@ def stack_env_text(cfg: Mapping[str, str], env: Mapping[str, str]) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
-def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir: Path | str,
+def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir: Path | str | None,
                 backend_url: str, backend_token: str, extra_env: Mapping[str, str] | None = None,
-                api_port: int | None = None, keep_home: bool = False) -> Stack:
+                api_port: int | None = None, keep_home: bool = False,
+                bundles: Sequence[Mapping[str, Any]] | None = None,
+                processors: Mapping[str, Sequence[str]] | None = None,
+                process_env: Mapping[str, Mapping[str, str]] | None = None) -> Stack:
     """Configure ``home`` as AIRFLOW_HOME for ``profile``, migrate, start the processes, wait
     until the api-server and the scheduler are healthy. Use as a context manager.
-    ``keep_home``: a home that is started again (its secrets are kept in it)."""
+    ``keep_home``: a home that is started again (its secrets are kept in it).
+    ``bundles``: the ``[dag_processor] dag_bundle_config_list`` (default: the DAGs folder).
+    ``processors``: several dag-processors, process name -> the bundles it parses
+    (``airflow dag-processor --bundle-name ...``); default: one for every bundle.
+    ``process_env``: process name -> settings of that process only (e.g. one processor's
+    ``AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL``)."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
 
@@ -471,16 +488,18 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),  # versioned bundles' clones
         "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "60",
         "AIRFLOW__TRIGGERER__CAPACITY": "100",
         "AIRFLOW_HOME": str(home),
-        "DAG_FACTORY_SPECS": str(Path(specs_dir).resolve()),
         "DAG_FACTORY_SYNC_INTERVAL": "1m",
         "AIRFLOW_CONN_MODEL_BACKEND": f"http://:{quote(backend_token, safe='')}@{backend.hostname}:{backend.port}",
         # this stack's own API, for DAG_FACTORY_REPARSE=api (the sync asks for re-parses through it)
         "AIRFLOW_CONN_AIRFLOW_API": f"http://{ADMIN_USER}:{quote(password, safe='')}@127.0.0.1:{api_port}",
         "PYTHONUNBUFFERED": "1",
     }
+    if specs_dir is not None:  # else: specs/ beside each entry file's folder (dag_factory.layout.specs_dir_for)
+        cfg["DAG_FACTORY_SPECS"] = str(Path(specs_dir).resolve())
     project_root = str(Path(__file__).resolve().parents[2])  # the folder `import dag_factory` finds it in
     env = _base_env(None)
     paths = [project_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -488,12 +507,18 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
     env.update(cfg)
 
     airflow = airflow_command()
+    if bundles is not None:
+        cfg["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(list(bundles))
+        env["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = cfg["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]
     commands = {
         "api-server": [*airflow, "api-server", "--host", "127.0.0.1", "--port", str(api_port)],
         "scheduler": [*airflow, "scheduler"],
-        "dag-processor": [*airflow, "dag-processor"],
         "triggerer": [*airflow, "triggerer"],
     }
+    bundle_processors: dict[str, str] = {}
+    for name, names in (processors or {"dag-processor": []}).items():
+        commands[name] = [*airflow, "dag-processor", *(arg for bundle in names for arg in ("--bundle-name", bundle))]
+        bundle_processors.update(dict.fromkeys(names, name))
     db_name = redis_db = None
     if profile == "sqlite":
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home}/airflow.db"
@@ -519,7 +544,8 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
     env.update(extra_env or {})
 
     stack = Stack(profile=profile, home=home, env=env, api_port=api_port, password=password,
-                  commands=commands, db_name=db_name, redis_db=redis_db)
+                  commands=commands, db_name=db_name, redis_db=redis_db, bundle_processors=bundle_processors,
+                  process_env={name: dict(values) for name, values in (process_env or {}).items()})
     with _lock:
         _running.add(stack)
     (home / "stack.env").touch(mode=0o600)  # it holds the Fernet key

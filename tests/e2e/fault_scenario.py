@@ -331,17 +331,19 @@ def run_fault_scenario(stack: Stack, backend: RunningBackend, say: Say, model: s
         stack.start_process("triggerer")
         say("faults: triggerer killed during the deferred training wait, restarted")
 
-        # 6. dag-processor: SIGKILL while a parse of the entry file runs (while the trigger waits)
-        entry = Path(stack.env["AIRFLOW__CORE__DAGS_FOLDER"]) / "model_dags.py"
-        leader = stack.processes["dag-processor"].pid
+        # 6. dag-processor: SIGKILL while a parse of the entry file runs (while the trigger waits);
+        # the processor and the file are the ones that own the model's DAGs
+        owner = stack.dag(train)
+        entry, processor = Path(owner["fileloc"]), stack.processor_of(owner["bundle_name"])
+        leader = stack.processes[processor].pid
         before = group_pids(leader)
         os.utime(entry)  # asks for a parse (file_parsing_sort_mode = modified_time)
-        parser = wait(stack, lambda: group_pids(leader) - before, 60, "the dag-processor to start a parse",
+        parser = wait(stack, lambda: group_pids(leader) - before, 60, f"{processor} to start a parse",
                       interval=0.05)
         killed_at = datetime.now(timezone.utc)
         t0 = time.monotonic()
-        stack.kill_process("dag-processor")
-        stack.start_process("dag-processor")
+        stack.kill_process(processor)
+        stack.start_process(processor)
         wait(stack, lambda: parsed_after(stack, train, killed_at), 120, "the entry file to be parsed again")
         figures["dag-processor"] = time.monotonic() - t0
         say(f"faults: dag-processor killed mid-parse (pid(s) {sorted(parser)}), parsed again in "

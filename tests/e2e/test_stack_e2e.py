@@ -6,6 +6,8 @@ admin API. Profiles: celery (fresh PostgreSQL DB + Redis + CeleryExecutor) and s
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
 import shutil
@@ -18,6 +20,9 @@ import pytest
 
 from dag_factory.dev.backend.process import start_backend
 from dag_factory.dev.stack import Stack, start_stack
+from dag_factory.kinds import split_dag_id
+from dag_factory.layout import entry_file_name, entry_file_text, in_shard
+from tests.e2e import versioned_scenario
 from tests.e2e.browser_scenario import run_browser_scenario
 from tests.e2e.fault_scenario import run_fault_scenario
 
@@ -55,6 +60,85 @@ def _quick_training_retries(specs: Path) -> None:
     path.write_text(text.replace("  retries: 2\n  retry_delay: 5m\n", "  retries: 2\n  retry_delay: 10s\n", 1))
 
 
+def _two_bundles(root: Path) -> tuple[list[dict], dict[str, list[str]], Path]:
+    """The celery profile's fleet: split in two shards, each in its own local bundle, each
+    bundle parsed by its own dag-processor (docs/scale.md). The sync DAG is in the first."""
+    folders = [root / f"fleet_{i}" for i in (1, 2)]
+    for i, folder in enumerate(folders, 1):
+        folder.mkdir(parents=True)
+        (folder / entry_file_name(i, 2)).write_text(entry_file_text(i, 2))
+    shutil.copy(DAGS / "backend_sync.py", folders[0])
+    bundles = [{"name": f.name, "classpath": versioned_scenario.LOCAL_BUNDLE, "kwargs": {"path": str(f)}} for f in folders]
+    return bundles, {f"dag-processor-{i}": [f"fleet_{i}"] for i in (1, 2)}, folders[0]
+
+
+def _owner(dag_id: str) -> str:
+    """The bundle that must hold a DAG: the one with its spec's shard (churn_eu: churn_predictor)."""
+    if dag_id == SYNC:
+        return "fleet_1"
+    model = split_dag_id(dag_id)[0]
+    spec = MODEL if model == LIVE_EU["name"] else model
+    return "fleet_1" if in_shard(spec, (1, 2)) else "fleet_2"
+
+
+def _parsed_at(stack: Stack, dag_id: str) -> str:
+    return stack.dag(dag_id)["last_parsed_time"]
+
+
+def _sync_summary(stack: Stack, run_id: str) -> dict:
+    xcom = stack.api("GET", f"dags/{SYNC}/dagRuns/{run_id}/taskInstances/sync_live_models/xcomEntries/return_value")
+    value = xcom["value"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _reparse_of_change(stack: Stack, model: str) -> list[str]:
+    """What the sync run that saw `model` change asked to re-parse (the scheduled sync, every
+    minute here, may be the one that sees it first)."""
+    for run in stack.runs(SYNC):
+        if run["state"] == "success":
+            summary = _sync_summary(stack, run["dag_run_id"])
+            if model in summary["changed"]:
+                return summary["reparse"]["files"]
+    raise AssertionError(f"no successful sync run saw {model} change")
+
+
+def _check_two_processors(stack: Stack, backend, bundle_root: Path) -> None:
+    """Every DAG comes from the bundle of its shard, every version of it too; a live change to
+    one model re-parses only its bundle's file; with one processor killed, the other's DAGs
+    stay fresh and the dead one's file waits for its own processor."""
+    dags = stack.api("GET", "dags", params={"limit": 100})["dags"]
+    assert {d["bundle_name"] for d in dags} == {"fleet_1", "fleet_2"}, dags
+    for dag in dags:
+        assert dag["bundle_name"] == _owner(dag["dag_id"]), dag
+        versions = stack.api("GET", f"dags/{dag['dag_id']}/dagVersions")["dag_versions"]
+        assert {v["bundle_name"] for v in versions} == {_owner(dag["dag_id"])}, versions
+    # a live change to fraud_scorer (shard 2): the sync asks for model_dags_2_of_2.py only
+    backend.admin("POST", "/models", [{"name": "fraud_scorer", "status": "paused", "version": "v1",
+                                       "updated_at": "2026-11-27T11:00:00Z"}])
+    _assert_run(stack, SYNC, stack.trigger(SYNC), 120)
+    assert _reparse_of_change(stack, "fraud_scorer") == ["model_dags_2_of_2.py"]
+    stack.wait_for(lambda: stack.dag("fraud_scorer__train")["timetable_summary"] in (None, "None"), 90,
+                   "fraud_scorer__train to lose its schedule (paused by the backend)")
+    # processor 2 down: processor 1 goes on parsing its own file, and never the other one
+    stack.kill_process("dag-processor-2", stay_down=True)
+    fraud_before, churn_before = _parsed_at(stack, "fraud_scorer__train"), _parsed_at(stack, TRAIN)
+    for i in (1, 2):
+        os.utime(bundle_root / f"fleet_{i}" / entry_file_name(i, 2))
+    stack.wait_for(lambda: _parsed_at(stack, TRAIN) > churn_before, 90, "fleet_1 to be parsed with processor 2 down")
+    time.sleep(5)  # a parse of fleet_2 would have happened by now, were it anyone else's
+    assert _parsed_at(stack, "fraud_scorer__train") == fraud_before
+    assert not any(d["is_stale"] for d in stack.api("GET", "dags", params={"limit": 100})["dags"])
+    stack.start_process("dag-processor-2")
+    stack.wait_for(lambda: _parsed_at(stack, "fraud_scorer__train") > fraud_before, 120,
+                   "fleet_2 to be parsed once its processor is back")
+    backend.admin("POST", "/models", [{"name": "fraud_scorer", "status": "active", "version": "v1",
+                                       "updated_at": "2026-11-27T11:05:00Z"}])
+    _assert_run(stack, SYNC, stack.trigger(SYNC), 120)
+    for mine, other in ((1, 2), (2, 1)):
+        log = stack.log_path(f"dag-processor-{mine}").read_text(errors="replace")
+        assert entry_file_name(other, 2) not in log, f"dag-processor-{mine} parsed fleet_{other}'s file"
+
+
 def _task_states(stack: Stack, dag_id: str, run_id: str) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in stack.task_instances(dag_id, run_id)}
 
@@ -89,12 +173,26 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
 
     timings: dict[str, float] = {}
     started = time.monotonic()
-    specs = tmp_path / "specs"
+    # the tests' project, copied: dags/ and specs/ side by side (sqlite: specs found beside the
+    # entry file, as in a versioned bundle; celery: DAG_FACTORY_SPECS, one folder for two bundles)
+    specs, dags = tmp_path / "project" / "specs", tmp_path / "project" / "dags"
     shutil.copytree(SPECS, specs)
+    shutil.copytree(DAGS, dags)
     _manual_only(specs)
     _quick_training_retries(specs)
     home = Path(tempfile.mkdtemp(prefix=f"dag_factory_e2e_{profile}_"))
+    layout: dict = {}
+    if profile == "celery":  # issue 14: two dag-processors, each with its own bundle
+        bundles, processors, dags = _two_bundles(tmp_path / "bundles")
+        layout = {"bundles": bundles, "processors": processors}
+    else:  # issue 14: a GitDagBundle with dags/ and specs/, parsed by its own processor on a timer
+        remote, work, first = versioned_scenario.make_repository(tmp_path / "git", specs / "_defaults.yaml")
+        layout = {"bundles": versioned_scenario.bundles(dags, remote),
+                  "processors": {"dag-processor": ["dags-folder"], "dag-processor-git": [versioned_scenario.BUNDLE]},
+                  "process_env": {"dag-processor-git": {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10"}}}
     loaded = [s for s in load_specs([specs], check_imports=False).specs if not s.template]
+    if profile == "sqlite":
+        loaded += load_specs([work / "specs"], check_imports=False).specs
 
     with start_backend(job_delay=2.0, token=secrets.token_hex(16), log_path=str(home / "backend.log")) as backend:
         backend.admin("POST", "/models", seed_for(loaded))
@@ -110,8 +208,8 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
         on_change = {"AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
                      "AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE": "modified_time",
                      "DAG_FACTORY_REPARSE": "touch" if profile == "celery" else "api"}
-        stack = start_stack(profile, home, dags_folder=DAGS, specs_dir=specs,
-                            backend_url=backend.url, backend_token=backend.token, extra_env=on_change)
+        stack = start_stack(profile, home, dags_folder=dags, specs_dir=specs if profile == "celery" else None,
+                            backend_url=backend.url, backend_token=backend.token, extra_env=on_change, **layout)
         with stack:
             timings["start"] = time.monotonic() - t0
             _say(f"{profile}: stack up in {timings['start']:.0f}s, home {home}")
@@ -131,6 +229,14 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
                 assert not any(d.startswith("dag_factory_invalid__") for d in dag_ids), dag_ids
                 timings["sync+dags"] = time.monotonic() - t0
                 _say(f"{profile}: sync ok, {len(dag_ids)} DAGs in {timings['sync+dags']:.0f}s")
+
+                if profile == "celery":
+                    t0 = time.monotonic()
+                    _check_two_processors(stack, backend, dags.parent)
+                    timings["two-processors"] = time.monotonic() - t0
+                    _say(f"{profile}: two dag-processors, each its own bundle: ok in {timings['two-processors']:.0f}s")
+                else:
+                    timings.update(versioned_scenario.run_versioned_scenario(stack, backend, work, first, _say))
 
                 # 2. training through the API -> Asset -> deploy (staging, then production)
                 t0 = time.monotonic()
