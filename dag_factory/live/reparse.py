@@ -74,7 +74,8 @@ def newest_spec_change(specs_dir: Path, shard: tuple[int, int] | None) -> float:
 def local_bundle_folders(config_list: Any) -> dict[str, Path]:
     """Bundle name -> folder of every `LocalDagBundle` in a `dag_bundle_config_list` (the
     default `dags-folder` bundle reads `[core] dags_folder`). Other bundles (git, ...) are
-    refreshed by their own version changes, not by a touch."""
+    Airflow's own checkouts, never touched: a new version is parsed on Airflow's terms
+    (docs/deploy.md, specs versioned with the DAGs)."""
     from airflow.configuration import conf
 
     if isinstance(config_list, str):
