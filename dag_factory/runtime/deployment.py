@@ -7,7 +7,6 @@ from typing import Any, Mapping
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from dag_factory.client import BackendClient
 from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.keys import run_key
 from dag_factory.runtime.live import live_record
@@ -39,6 +38,8 @@ def resolve_version(model: str, dag_run: Any, triggering_asset_events: Any = Non
 
 
 def deploy(model: str, target: str, conn_id: str, ti: Any, dag_run: Any) -> dict[str, Any]:
+    from dag_factory.client import BackendClient  # here, not at import: see dag_factory.runtime
+
     version = ti.xcom_pull(task_ids="resolve_version")
     key = run_key(dag_run, "deploy", target, version)
     with BackendClient.from_connection(conn_id) as client:
@@ -64,6 +65,8 @@ def smoke_test(model: str, target: str, gates: list[str], wait_task_id: str, ti:
 def rollback(target: str, conn_id: str, deploy_task_id: str, ti: Any, dag_run: Any) -> dict[str, Any]:
     """Runs when deploy, wait or smoke test failed; skips when nothing reached this target
     (an earlier target failed first)."""
+    from dag_factory.client import BackendClient
+
     job = ti.xcom_pull(task_ids=deploy_task_id)
     if not isinstance(job, Mapping) or not job.get("id"):
         raise AirflowSkipException(f"nothing was deployed to {target}; no rollback needed")

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import timedelta
-from typing import Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from dag_factory.client import BackendClient, BackendError
 from dag_factory.settings import BACKEND_CONN_ID
+
+if TYPE_CHECKING:
+    from dag_factory.client import BackendClient
 
 TERMINAL = frozenset({"succeeded", "failed", "rolled_back"})
 _GETTERS = {"training": "get_training_run", "deployment": "get_deployment"}
@@ -64,6 +66,8 @@ class BackendJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.sdk import BaseHook
 
+        from dag_factory.client import BackendClient, BackendError
+
         conn = await BaseHook.aget_connection(self.conn_id)
         client = BackendClient.from_airflow_connection(conn)
         delays = poll_delays(self.poll_interval)
@@ -105,6 +109,8 @@ class WaitForJobOperator(BaseOperator):
         self.poll_interval, self.timeout, self.deferrable = poll_interval, timeout, deferrable
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from dag_factory.client import BackendClient  # here, not at import: see dag_factory.runtime
+
         started = context["ti"].xcom_pull(task_ids=self.job_task_id)
         if not isinstance(started, dict) or not started.get("id"):
             raise ValueError(f"{self.job_task_id} returned no {self.kind} job: {started!r}")
@@ -123,10 +129,14 @@ class WaitForJobOperator(BaseOperator):
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
         if "error" in event:
+            from dag_factory.client import BackendError
+
             raise BackendError(f"poll {self.kind} job", None, event["error"])
         return self._finish(event["job"])
 
     def _poll_here(self, client: BackendClient, job_id: str) -> dict[str, Any]:
+        from dag_factory.client import BackendError
+
         deadline = time.monotonic() + self.timeout.total_seconds()
         delays = poll_delays(self.poll_interval.total_seconds())
         while time.monotonic() < deadline:

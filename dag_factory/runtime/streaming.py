@@ -6,7 +6,6 @@ import json
 import logging
 from typing import Any
 
-from dag_factory.client import BackendClient
 from dag_factory.runtime import offsets
 from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.live import first, live_record
@@ -29,6 +28,8 @@ def process_partition(model: str, conn_id: str, partition: int, max_records: int
     """Process the batch after the committed offset, then commit. The key comes from the
     committed state, so a retry after a crash gets the backend's first answer back."""
     from airflow.sdk import Variable
+
+    from dag_factory.client import BackendClient  # here, not at import: see dag_factory.runtime
 
     key = offsets.variable_key(model, partition)
     state = offsets.parse_state(Variable.get(key, default=None))

@@ -8,7 +8,6 @@ from typing import Any, Mapping
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
-from dag_factory.client import BackendClient
 from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.keys import run_key
 from dag_factory.runtime.live import first, live_record
@@ -33,6 +32,8 @@ def start_training(model: str, conn_id: str, dag_run: Any,
     """POST a training run. A retry of this task (or of the whole run) sends the same
     Idempotency-Key, so the backend answers with the job it already started. Inputs: the
     run's conf, else the backend's live record, else the spec."""
+    from dag_factory.client import BackendClient  # here, not at import: see dag_factory.runtime
+
     dataset_uri, hyperparameters = training_inputs(model, dag_run, spec_dataset_uri, spec_hyperparameters)
     key = run_key(dag_run, "start_training")
     with BackendClient.from_connection(conn_id) as client:
