@@ -52,13 +52,20 @@ DAGFACTORY_VENV = VENVS / "dagfactory110"
 DAGFACTORY_REQUIREMENTS = ("dag-factory==1.1.0", "apache-airflow==3.3.2")
 LIVE_VARIABLE = "dag_factory_live_models"
 LIVE_ENV = "AIRFLOW_VAR_" + LIVE_VARIABLE.upper()
-VARIANTS = ("floor", "floor_cheaphash", "factory", "factory_before", "factory_cheaphash", "factory_nogc",
-            "factory_nogc_freeze", "factory_split", "factory_task", "dagfactory110")
+VARIANTS = ("floor", "floor_cheaphash", "factory", "factory_gc_off", "factory_gc_pause", "factory_before",
+            "factory_cheaphash", "factory_nogc", "factory_nogc_freeze", "factory_split", "factory_task", "dagfactory110")
 # *_cheaphash: the same parse with Airflow's DAG.__hash__ made an identity hash in the child (issue 15:
 # what an upstream fix would give); factory_before: the builders as before issue 15 (`>>` for every
-# edge); factory_nogc: Python's cyclic GC off during the DagBag fill (what register_dags could do);
-# factory_nogc_freeze: the same, then gc.freeze() before serialization. Off by default (ask with --variants):
-WHAT_IFS = ("floor_cheaphash", "factory_before", "factory_nogc", "factory_nogc_freeze")
+# edge); factory_gc_off: the factory with DAG_FACTORY_PARSE_GC=off (no GC pause or freeze in register_dags:
+# the factory before the scoped GC of issue 15); factory_gc_pause: DAG_FACTORY_PARSE_GC=pause (paused, never
+# frozen); factory_nogc: Python's cyclic GC off during the whole DagBag
+# fill, done by the benchmark (PARSE_GC=off); factory_nogc_freeze: the same, then gc.freeze() before
+# serialization. Off by default (ask with --variants):
+WHAT_IFS = ("floor_cheaphash", "factory_gc_off", "factory_gc_pause", "factory_before", "factory_nogc",
+            "factory_nogc_freeze")
+# Variants whose product GC handling is switched off (DAG_FACTORY_PARSE_GC=off): the baseline and the
+# what-ifs that manage the GC themselves.
+PARSE_GC_OFF = ("factory_gc_off", "factory_nogc", "factory_nogc_freeze")
 DEFAULT_VARIANTS = tuple(v for v in VARIANTS if v not in WHAT_IFS)
 CHEAP_HASH = {"floor_cheaphash": "floor", "factory_cheaphash": "factory"}  # variant -> the variant it patches
 DEFAULT_SPLIT = 4  # factory_split: entry files (--split)
@@ -93,6 +100,7 @@ p.add_argument("--cheap-hash", action="store_true")  # DAG.__hash__ = object.__h
 p.add_argument("--before-issue15", action="store_true")  # dag_factory's builders with `>>` and the runtime callable
 p.add_argument("--gc-off", action="store_true")  # the cyclic GC off during the DagBag fill (a what-if)
 p.add_argument("--gc-freeze", action="store_true")  # gc.freeze() after the DagBag fill (a what-if)
+p.add_argument("--processor-child", action="store_true")  # look like the dag-processor's parse child (below)
 a = p.parse_args()
 
 # Large values (the live snapshot of 1,000 models is ~0.5 MB) cannot go through execve:
@@ -110,6 +118,24 @@ import airflow.sdk
 import airflow.sdk.definitions.variable as sdk_variable
 import airflow.sdk.execution_time.context as sdk_context
 t_airflow = time.perf_counter()
+
+# The DagBag fill, called as the dag-processor's parse child calls it (--processor-child): with
+# _AIRFLOW_PROCESS_CONTEXT=client (what processor._parse_file_entrypoint sets), the processor module
+# loaded, and the fill inside a function `_parse_file` of module `airflow.dag_processing.processor`
+# (dag_factory.builders.gc_scope.in_processor_child looks for exactly these), and what was loaded before
+# the parse frozen: DagProcessorManager.before_run calls gc.freeze() before it forks its parse children,
+# so there the GC never rescans Airflow's own modules. Without it: a plain call.
+if a.processor_child:
+    os.environ["_AIRFLOW_PROCESS_CONTEXT"] = "client"
+    import airflow.dag_processing.processor  # noqa: F401 - loaded in the real child too
+    import gc
+    gc.freeze()  # as the dag-processor manager does before it forks the parse child
+    _ns = {"__name__": "airflow.dag_processing.processor", "DagBag": DagBag}
+    exec("def _parse_file(entry):\n    return DagBag(dag_folder=entry)\n", _ns)
+    fill = _ns["_parse_file"]
+else:
+    def fill(entry):
+        return DagBag(dag_folder=entry)
 
 # --- counters, installed before the DAG file is imported --------------------------------------
 var_calls = collections.Counter()   # outermost Variable.get calls, by API
@@ -226,7 +252,23 @@ if watch:
     io.open = builtins.open = counting_open   # pathlib's read_bytes/read_text/open go through io.open
     os.open, os.listdir, os.scandir = counting_os_open, counting_listdir, counting_scandir
 
+# CPU time inside the cyclic GC, and full (generation 2) collections: where the GC settings act.
+import gc as _gc
+_gc_cpu, _gc_started, _gc_full = [0.0], [0.0], [0]
+
+
+def _gc_callback(phase, info):
+    if phase == "start":
+        _gc_started[0] = time.process_time()
+    else:
+        _gc_cpu[0] += time.process_time() - _gc_started[0]
+        _gc_full[0] += info.get("generation") == 2
+
+
+_gc.callbacks.append(_gc_callback)
+
 # --- the parse --------------------------------------------------------------------------------
+gc0 = (_gc_cpu[0], _gc_full[0])
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 c0 = time.process_time()  # CPU time too: on a shared machine it moves far less than wall time
 if a.gc_off:
@@ -236,12 +278,13 @@ t0 = time.perf_counter()
 if a.profile:
     import cProfile
     prof = cProfile.Profile()
-    bag = prof.runcall(DagBag, dag_folder=a.entry)
+    bag = prof.runcall(fill, a.entry)
     prof.dump_stats(a.profile)
 else:
-    bag = DagBag(dag_folder=a.entry)
+    bag = fill(a.entry)
 t1 = time.perf_counter()
 c1 = time.process_time()
+gc1 = (_gc_cpu[0], _gc_full[0])
 if a.gc_freeze:
     import gc
     gc.freeze()  # what the parse built moves to the permanent generation: serialization does not rescan it
@@ -272,6 +315,7 @@ if a.profile_serialize:
     prof.dump_stats(a.profile_serialize)
 t3 = time.perf_counter()
 c3 = time.process_time()
+gc3 = (_gc_cpu[0], _gc_full[0])
 rss_end = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 with open(a.out, "w", encoding="utf-8") as fh:
@@ -282,6 +326,13 @@ with open(a.out, "w", encoding="utf-8") as fh:
         "before_issue15": a.before_issue15,
         "gc_off": a.gc_off,
         "gc_freeze": a.gc_freeze,
+        "processor_child": a.processor_child,
+        "parse_gc": os.environ.get("DAG_FACTORY_PARSE_GC", ""),
+        "gc_frozen_objects": _gc.get_freeze_count(),
+        "gc_cpu_import_s": gc1[0] - gc0[0],
+        "gc_cpu_serialize_s": gc3[0] - gc1[0],  # from the end of the fill (after any --gc-freeze / --gc-off)
+        "gc_full_collections_import": gc1[1] - gc0[1],
+        "gc_full_collections_serialize": gc3[1] - gc1[1],
         "airflow_import_s": t_airflow - t_start,
         "import_s": t1 - t0,
         "serialize_s": None if a.no_serialize else t3 - t2,
@@ -905,6 +956,10 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
     elif base in ("factory", "factory_task"):
         entry, dags_folder, watch = ENTRY_FILE, ENTRY_FILE.parent, wl.specs_dir
         extra.update(_factory_env(wl))
+        if variant in PARSE_GC_OFF:
+            extra["DAG_FACTORY_PARSE_GC"] = "off"
+        elif variant == "factory_gc_pause":
+            extra["DAG_FACTORY_PARSE_GC"] = "pause"
         if variant == "factory_task":
             dag_id = task_dag_id or wl.task_dag_id
             extra["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = dag_id
@@ -919,7 +974,9 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
                        env_files=env_files, watch=watch, serialize=serialize, profile=profile, keep_home=keep_home,
                        label=variant, cheap_hash=cheap_hash, profile_serialize=profile_serialize,
                        before_issue15=variant == "factory_before", gc_off=variant.startswith("factory_nogc"),
-                       gc_freeze=variant == "factory_nogc_freeze")
+                       gc_freeze=variant == "factory_nogc_freeze",
+                       # a worker's task-run parse is not the dag-processor's child; every other variant is
+                       processor_child=variant != "factory_task")
     result.update(variant=variant, models=wl.models)
     result["import_serialize_s"] = _import_serialize(result)
     result["import_serialize_cpu_s"] = _import_serialize(result, cpu=True)
@@ -975,7 +1032,7 @@ def run_split(workload: Workload, count: int, *, python: Path | None = None, ser
     for entry in files:
         r = run_child(entry, scratch=wl.folder / "runs", python=python, dags_folder=entry.parent,
                       env=_factory_env(wl), env_files=[f"{LIVE_ENV}={wl.live_file}"], watch=wl.specs_dir,
-                      serialize=serialize, keep_home=keep_home, label=entry.stem)
+                      serialize=serialize, keep_home=keep_home, label=entry.stem, processor_child=True)
         r["import_serialize_s"] = _import_serialize(r)
         runs.append((entry, r))
         result["problems"].extend(f"{entry.name}: {p}" for p in r["problems"])
@@ -1047,10 +1104,12 @@ def run_child(entry: Path, *, scratch: Path, python: Path | None = None, dags_fo
               env: dict[str, str] | None = None, env_files: list[str] = (), watch: Path | None = None,
               serialize: bool = True, profile: Path | None = None, keep_home: bool = False,
               label: str = "child", cheap_hash: bool = False, profile_serialize: Path | None = None,
-              before_issue15: bool = False, gc_off: bool = False, gc_freeze: bool = False) -> dict[str, Any]:
+              before_issue15: bool = False, gc_off: bool = False, gc_freeze: bool = False,
+              processor_child: bool = False) -> dict[str, Any]:
     """Fill a DagBag from one DAG file in a fresh interpreter with its own temp AIRFLOW_HOME and
     the counters installed; the child's measurements plus `ok`, `problems` and `wall_s`.
-    `cheap_hash`: Airflow's DAG.__hash__ replaced by an identity hash in the child (a measurement only)."""
+    `cheap_hash`: Airflow's DAG.__hash__ replaced by an identity hash in the child (a measurement only).
+    `processor_child`: the fill looks like the dag-processor's parse child to dag_factory (see CHILD)."""
     python = python or project_python()
     scratch.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix=f"{label}_home_", dir=scratch))
@@ -1076,6 +1135,8 @@ def run_child(entry: Path, *, scratch: Path, python: Path | None = None, dags_fo
         cmd.append("--gc-off")
     if gc_freeze:
         cmd.append("--gc-freeze")
+    if processor_child:
+        cmd.append("--processor-child")
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=_child_env(home, dags_folder or entry.parent, env or {}), cwd=home,
                           capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -1167,7 +1228,8 @@ def ensure_dagfactory_env(venv: Path = DAGFACTORY_VENV, log=print) -> tuple[Path
 _METRICS = ("import_s", "serialize_s", "import_serialize_s", "import_cpu_s", "serialize_cpu_s", "import_serialize_cpu_s",
             "rss_import_mb", "rss_mb", "variable_reads",
             "spec_file_opens", "spec_dir_listings", "airflow_import_s", "dags", "tasks",
-            "sum_import_s", "sum_serialize_s", "sum_import_serialize_s")
+            "sum_import_s", "sum_serialize_s", "sum_import_serialize_s",
+            "gc_cpu_import_s", "gc_cpu_serialize_s", "gc_full_collections_import", "gc_full_collections_serialize")
 
 
 def _median(values: list) -> float | None:
@@ -1294,6 +1356,15 @@ def goal_ratios(rows: list[dict], runs: list[dict] = ()) -> dict[str, Any]:
     return {
         "models": n,
         "nogc_x_factory": {key: paired("factory_nogc", "factory", key) for key in ("import_s", "import_cpu_s")},
+        "factory_x_gc_off": {key: paired("factory", "factory_gc_off", key)
+                             for key in ("import_s", "import_cpu_s", "serialize_s", "serialize_cpu_s",
+                                         "import_serialize_s", "import_serialize_cpu_s", "rss_import_mb", "rss_mb")},
+        "gc_cpu": {v: {key: (at.get(v) or {}).get(f"median_{key}")
+                       for key in ("gc_cpu_import_s", "gc_cpu_serialize_s", "gc_full_collections_import",
+                                   "gc_full_collections_serialize")}
+                   for v in ("floor", "factory", "factory_gc_off", "factory_gc_pause") if at.get(v)},
+        "gc_off_x_floor": {key: paired("factory_gc_off", "floor", key)
+                           for key in ("import_s", "import_serialize_s", "import_cpu_s", "import_serialize_cpu_s")},
         "nogc_freeze_x_floor": {key: paired("factory_nogc_freeze", "floor", key)
                                 for key in ("import_cpu_s", "serialize_cpu_s", "import_serialize_cpu_s")},
         "nogc_import_x_floor_paired": paired("factory_nogc", "floor", "import_s"),
@@ -1355,6 +1426,20 @@ def render_ratios(g: dict[str, Any]) -> str:
                      f"{x(g.get('factory_cheaphash_import_cpu_x_factory_paired'))}), import + serialize "
                      f"{x(g.get('factory_cheaphash_import_serialize_x_factory_paired'))} (CPU "
                      f"{x(g.get('factory_cheaphash_import_serialize_cpu_x_factory_paired'))})")
+    gcx = g.get("factory_x_gc_off") or {}
+    if gcx.get("import_s") is not None:
+        off = g.get("gc_off_x_floor") or {}
+        lines.append(f"- factory / factory_gc_off (DAG_FACTORY_PARSE_GC=pause-freeze vs off), paired: import "
+                     f"{x(gcx['import_s'])} (CPU {x(gcx.get('import_cpu_s'))}), serialize {x(gcx.get('serialize_s'))} "
+                     f"(CPU {x(gcx.get('serialize_cpu_s'))}), import + serialize {x(gcx.get('import_serialize_s'))} "
+                     f"(CPU {x(gcx.get('import_serialize_cpu_s'))}), peak RSS after import "
+                     f"{x(gcx.get('rss_import_mb'))}, at the end {x(gcx.get('rss_mb'))}; factory_gc_off / floor: "
+                     f"import {x(off.get('import_s'))}, import + serialize {x(off.get('import_serialize_s'))}")
+    if g.get("gc_cpu"):
+        lines.append("- CPU s inside the cyclic GC (median; full collections) during import / serialize: " + ", ".join(
+            f"{v} {_fmt(c['gc_cpu_import_s'], '.2f')} ({_fmt(c['gc_full_collections_import'], '.0f')}) / "
+            f"{_fmt(c['gc_cpu_serialize_s'], '.2f')} ({_fmt(c['gc_full_collections_serialize'], '.0f')})"
+            for v, c in g["gc_cpu"].items()))
     nogc = g.get("nogc_x_factory") or {}
     if nogc.get("import_s") is not None:
         lines.append(f"- factory_nogc / factory (the cyclic GC off during the parse), paired: import "

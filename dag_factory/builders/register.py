@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
+from dag_factory.builders.gc_scope import paused_gc
 from dag_factory.builders.invalid import build_invalid_dag, invalid_dag_id
 from dag_factory.kinds import KINDS, split_dag_id
 from dag_factory.layout import Shard, check_shard, in_shard, select, specs_dir_for
@@ -119,16 +120,17 @@ def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathL
     shard = check_shard(shard)
     folder = Path(specs_dir) if specs_dir else specs_dir_for(namespace.get("__file__"))
     wanted = get_parsing_context().dag_id
-    snap = read_live_snapshot()
-    paths = (_files_for(wanted, folder, snap) if wanted else None) or \
-        ([folder] if shard is None else select(discover([folder]), shard))
-    result = load_specs(paths, check_imports=False).relative_to(folder.parent)
-    if result.errors:
-        log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
-                    ", ".join(result.invalid_files))
-    dags = build_dags(result, snap, only=wanted, shard=shard)
-    if entry_file := namespace.get("__file__"):
-        for dag in dags.values():
-            dag.fileloc = str(entry_file)  # what DagBag would set; right for dag.test() users too
+    with paused_gc(wanted):  # nothing built is garbage: see gc_scope (DAG_FACTORY_PARSE_GC)
+        snap = read_live_snapshot()
+        paths = (_files_for(wanted, folder, snap) if wanted else None) or \
+            ([folder] if shard is None else select(discover([folder]), shard))
+        result = load_specs(paths, check_imports=False).relative_to(folder.parent)
+        if result.errors:
+            log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
+                        ", ".join(result.invalid_files))
+        dags = build_dags(result, snap, only=wanted, shard=shard)
+        if entry_file := namespace.get("__file__"):
+            for dag in dags.values():
+                dag.fileloc = str(entry_file)  # what DagBag would set; right for dag.test() users too
     namespace.update(dags)
     return dags
