@@ -19,6 +19,7 @@ from dag_factory.layout import Shard, check_shard, in_shard, select, specs_dir_f
 from dag_factory.live import snapshot
 from dag_factory.live.fleet import plan_fleet, shard_snapshot, spec_name_of
 from dag_factory.live.store import sdk_read
+from dag_factory.runtime.live import remember_task_start
 from dag_factory.settings import INVALID_DAG_PREFIX, LIVE_VARIABLE
 from dag_factory.specs.errors import SpecError
 from dag_factory.specs.loader import LoadResult, discover, load_specs
@@ -122,6 +123,8 @@ def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathL
     wanted = get_parsing_context().dag_id
     with paused_gc(wanted):  # nothing built is garbage: see gc_scope (DAG_FACTORY_PARSE_GC)
         snap = read_live_snapshot()
+        if wanted:
+            remember_task_start(snap)  # the task reads live values from this read, not a second one
         paths = (_files_for(wanted, folder, snap) if wanted else None) or \
             ([folder] if shard is None else select(discover([folder]), shard))
         result = load_specs(paths, check_imports=False).relative_to(folder.parent)
