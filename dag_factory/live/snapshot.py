@@ -8,7 +8,7 @@ whatever the model count, and a reader never sees half a sync (one row is writte
      "retired": ["<name>", ...],                 # DAGs removed
      "missing": {"<name>": <consecutive complete listings without it>},
      "rejected": {"<name>": "<why the last listing's record was skipped>"},
-     "dag_changes": {"<spec name>" or "*": "<when>"}}  # see dag_changes()
+     "dag_changes": {"<spec name>" or "*": "<when>"}}  # see next_dag_changes()
 
 Most live changes (a new version, datasets, partitions) are read by the tasks at run time and
 change no DAG. `dag_changes` says which specs' DAGs a change did touch, so the sync asks to
