@@ -27,10 +27,17 @@ class FleetModel:
     training_schedule: str | None = None  # the backend's override, if any
 
 
+def dag_inputs(name: str, record: Mapping[str, Any]) -> tuple[str, bool, str | None]:
+    """What of a live record its model's DAGs are built from: (the spec it names, paused or not,
+    the training schedule). The tasks read the rest at run time, so only a change here makes
+    the sync ask for a re-parse (dag_factory.live.snapshot.specs_with_dag_changes)."""
+    return (record.get("spec") or name, record.get("status") == "paused",
+            (record.get("training") or {}).get("schedule"))
+
+
 def spec_name_of(model: str, snap: Mapping[str, Any] | None) -> str:
     """Which spec a model name is built from (its own name unless live data says otherwise)."""
-    record = ((snap or {}).get("models") or {}).get(model) or {}
-    return record.get("spec") or model
+    return dag_inputs(model, ((snap or {}).get("models") or {}).get(model) or {})[0]
 
 
 def shard_snapshot(snap: Mapping[str, Any] | None, shard: Shard | None) -> Mapping[str, Any] | None:
@@ -50,13 +57,12 @@ def plan_fleet(specs: Mapping[str, ModelSpec], snap: Mapping[str, Any] | None) -
     fleet: dict[str, FleetModel] = {}
     problems: list[str] = []
     for name, record in live.items():
-        spec_name = record.get("spec") or name
+        spec_name, paused, schedule = dag_inputs(name, record)
         spec = specs.get(spec_name)
         if spec is None:
             problems.append(f"live model '{name}' names spec '{spec_name}', which is not in the specs folder")
             continue
-        fleet[name] = FleetModel(name, spec, paused=record.get("status") == "paused",
-                                 training_schedule=(record.get("training") or {}).get("schedule"))
+        fleet[name] = FleetModel(name, spec, paused=paused, training_schedule=schedule)
     for spec in specs.values():
         if not spec.template and spec.name not in fleet and spec.name not in retired:
             fleet[spec.name] = FleetModel(spec.name, spec)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
+from dag_factory.live.fleet import dag_inputs
 from dag_factory.live.records import record_name, record_problem
 
 FORMAT = 1
@@ -96,14 +97,9 @@ def changed_at(snapshot: Mapping[str, Any] | None) -> float | None:
         return None
 
 
-def dag_inputs(name: str, record: Mapping[str, Any] | None, retired: bool = False) -> tuple[Any, ...] | str | None:
-    """What of a model's live data its DAGs are built from (dag_factory.live.fleet.plan_fleet):
-    (the spec it names, paused or not, the training schedule); "retired"; None: no record."""
-    if retired:
-        return "retired"
-    if record is None:
-        return None
-    return (record.get("spec") or name, record.get("status") == "paused", (record.get("training") or {}).get("schedule"))
+def _dag_state(name: str, record: Mapping[str, Any] | None, retired: bool) -> tuple[Any, ...] | str | None:
+    """A model's DAG-shaping live data (dag_factory.live.fleet.dag_inputs), "retired", or None."""
+    return "retired" if retired else None if record is None else dag_inputs(name, record)
 
 
 def specs_with_dag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
@@ -114,8 +110,8 @@ def specs_with_dag_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> se
     old_retired, new_retired = set(old.get("retired") or ()), set(new.get("retired") or ())
     touched: set[str] = set()
     for name in set(old_models) | set(new_models) | old_retired | new_retired:
-        before = dag_inputs(name, old_models.get(name), name in old_retired)
-        after = dag_inputs(name, new_models.get(name), name in new_retired)
+        before = _dag_state(name, old_models.get(name), name in old_retired)
+        after = _dag_state(name, new_models.get(name), name in new_retired)
         if before != after:
             touched.add(name)  # a spec's own model (and retirement goes by the spec's name)
             touched.update(inputs[0] for inputs in (before, after) if isinstance(inputs, tuple))

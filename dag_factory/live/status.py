@@ -274,12 +274,6 @@ def status_view(specs_dir: str | None, raw_snapshot: str | None, now: datetime |
     return fleet_state(result, snapshot.parse(raw_snapshot), read_facts, now)
 
 
-def model_status(specs_dir: str | None, raw_snapshot: str | None, now: datetime | None = None,
-                 read_facts: FactsReader | None = None) -> list[dict[str, Any]]:
-    """The rows of `status_view`."""
-    return status_view(specs_dir, raw_snapshot, now, read_facts)["models"]
-
-
 def fleet_dag_ids(result: LoadResult, snap: Mapping[str, Any] | None) -> dict[str, list[str]]:
     """kind -> DAG ids of the fleet: what `dag_factory.live.facts.read_facts` looks up."""
     fleet, _ = plan_fleet(result.by_name(), snap)
