@@ -424,6 +424,26 @@ def stack_env_text(cfg: Mapping[str, str], env: Mapping[str, str]) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+# Every dag-processor inserts the missing ``dag_bundle`` rows when it starts; two started at the
+# same moment on a new database race, and the loser exits on the unique ``dag_bundle.name``
+# (docs/airflow-facts.md). The stack writes them once before.
+_SYNC_BUNDLES = ("from airflow.dag_processing.bundles.manager import DagBundlesManager; "
+                 "DagBundlesManager().sync_bundles_to_db()")
+
+
+def _run_step(stack: Stack, name: str, argv: list[str], what: str) -> None:
+    """Run one setup command to its end, its output in the stack's log `name`."""
+    with open(stack.log_path(name), "wb") as log:
+        try:
+            result = subprocess.run(argv, env=stack.env, cwd=str(stack.home), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, timeout=MIGRATE_TIMEOUT,
+                                    preexec_fn=_child_preexec)
+        except subprocess.TimeoutExpired as exc:
+            raise StackError(f"{what} took over {MIGRATE_TIMEOUT:.0f}s") from exc
+    if result.returncode != 0:
+        raise StackError(f"{what} exited with {result.returncode}:\n{log_tail(str(stack.log_path(name)))}")
+
+
 def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir: Path | str | None,
                 backend_url: str, backend_token: str, extra_env: Mapping[str, str] | None = None,
                 api_port: int | None = None, keep_home: bool = False,
@@ -551,16 +571,9 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
     (home / "stack.env").touch(mode=0o600)  # it holds the Fernet key
     (home / "stack.env").write_text(stack_env_text(cfg, env), encoding="utf-8")
     try:
-        with open(stack.log_path("db-migrate"), "wb") as log:
-            try:
-                result = subprocess.run([*airflow, "db", "migrate"], env=env, cwd=str(home), stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT, timeout=MIGRATE_TIMEOUT,
-                                        preexec_fn=_child_preexec)
-            except subprocess.TimeoutExpired as exc:
-                raise StackError(f"airflow db migrate took over {MIGRATE_TIMEOUT:.0f}s") from exc
-        if result.returncode != 0:
-            tail = log_tail(str(stack.log_path("db-migrate")))
-            raise StackError(f"airflow db migrate exited with {result.returncode}:\n{tail}")
+        _run_step(stack, "db-migrate", [*airflow, "db", "migrate"], "airflow db migrate")
+        if len(processors or ()) > 1:  # each would write the bundles' rows at start, and they race
+            _run_step(stack, "bundles-sync", [sys.executable, "-c", _SYNC_BUNDLES], "syncing the DAG bundles")
         for name in commands:
             stack.start_process(name)
         stack.wait_ready()
