@@ -52,16 +52,18 @@ DAGFACTORY_VENV = VENVS / "dagfactory110"
 DAGFACTORY_REQUIREMENTS = ("dag-factory==1.1.0", "apache-airflow==3.3.2")
 LIVE_VARIABLE = "dag_factory_live_models"
 LIVE_ENV = "AIRFLOW_VAR_" + LIVE_VARIABLE.upper()
-VARIANTS = ("floor", "floor_cheaphash", "factory", "factory_gc_off", "factory_gc_pause", "factory_before",
+VARIANTS = ("floor", "floor_cheaphash", "factory", "factory_cold", "factory_gc_off", "factory_gc_pause", "factory_before",
             "factory_cheaphash", "factory_nogc", "factory_nogc_freeze", "factory_split", "factory_task", "dagfactory110")
 # *_cheaphash: the same parse with Airflow's DAG.__hash__ made an identity hash in the child (issue 15:
 # what an upstream fix would give); factory_before: the builders as before issue 15 (`>>` for every
 # edge); factory_gc_off: the factory with DAG_FACTORY_PARSE_GC=off (no GC pause or freeze in register_dags:
 # the factory before the scoped GC of issue 15); factory_gc_pause: DAG_FACTORY_PARSE_GC=pause (paused, never
-# frozen); factory_nogc: Python's cyclic GC off during the whole DagBag
+# frozen); factory_cold: a first parse, DAG_FACTORY_SPEC_CACHE=off (every other factory variant re-parses
+# unchanged specs with the spec cache an earlier parse left, as a dag-processor does); factory_nogc: Python's
+# cyclic GC off during the whole DagBag
 # fill, done by the benchmark (PARSE_GC=off); factory_nogc_freeze: the same, then gc.freeze() before
 # serialization. Off by default (ask with --variants):
-WHAT_IFS = ("floor_cheaphash", "factory_gc_off", "factory_gc_pause", "factory_before", "factory_nogc",
+WHAT_IFS = ("floor_cheaphash", "factory_cold", "factory_gc_off", "factory_gc_pause", "factory_before", "factory_nogc",
             "factory_nogc_freeze")
 # Variants whose product GC handling is switched off (DAG_FACTORY_PARSE_GC=off): the baseline and the
 # what-ifs that manage the GC themselves.
@@ -171,17 +173,30 @@ if a.cheap_hash:
 
 if a.before_issue15:
     # The factory as it built DAGs before issue 15, for a same-run comparison: every edge with
-    # Airflow's `>>`, the mapped task with the runtime function itself as its callable.
+    # Airflow's `>>`, the mapped task with the runtime function itself as its callable, DAG() reading
+    # its config for every DAG, the docs' JSON from json's indenting encoder (the parent also turns the
+    # spec cache and the GC scope off).
+    import json as _json
+
     import dag_factory.builders.common as _common
     import dag_factory.builders.deployment as _deployment
     import dag_factory.builders.streaming as _streaming
     import dag_factory.runtime.streaming as _runtime_streaming
+    from dag_factory.specs.resolved import plain as _plain
 
     def _shift(up, down):
         up >> down
 
+    def _json_section_doc(spec, kind):
+        text = _json.dumps({"owner": spec.owner, kind: _plain(getattr(spec, kind))}, sort_keys=True, indent=1,
+                           ensure_ascii=False)
+        return (f"<details><summary>Resolved spec ({kind}, defaults merged)</summary>\n\n"
+                f"```json\n{text}\n```\n\n</details>")
+
     _common.link = _deployment.link = _shift
     _streaming.process_partition = _runtime_streaming.process_partition
+    _common._read_config_defaults = dict
+    _common.section_doc = _json_section_doc
 
 _wrap_get(sdk_variable.Variable, "airflow.sdk.Variable.get")
 if airflow.sdk.Variable is not sdk_variable.Variable:  # a different class behind airflow.sdk
@@ -477,6 +492,11 @@ class Workload:
     task_spec_file: Path               # the one spec file that parse needs
     spec_of: dict[str, str] = field(repr=False, default_factory=dict)   # model -> example it copies
     shapes: dict[str, dict] = field(repr=False, default_factory=dict)
+
+    @property
+    def spec_cache(self) -> Path:
+        """DAG_FACTORY_SPEC_CACHE of the factory variants (dag_factory.specs.cache)."""
+        return self.folder / "spec-cache"
 
 
 def live_snapshot(names: list[str], shape_of: dict[str, dict], now: datetime | None = None) -> dict[str, Any]:
@@ -956,6 +976,10 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
     elif base in ("factory", "factory_task"):
         entry, dags_folder, watch = ENTRY_FILE, ENTRY_FILE.parent, wl.specs_dir
         extra.update(_factory_env(wl))
+        if variant in ("factory_cold", "factory_before"):
+            extra["DAG_FACTORY_SPEC_CACHE"] = "off"
+        if variant == "factory_before":
+            extra["DAG_FACTORY_PARSE_GC"] = "off"
         if variant in PARSE_GC_OFF:
             extra["DAG_FACTORY_PARSE_GC"] = "off"
         elif variant == "factory_gc_pause":
@@ -994,7 +1018,20 @@ def _import_serialize(result: dict, cpu: bool = False) -> float | None:
 
 
 def _factory_env(wl: Workload) -> dict[str, str]:
-    return {"DAG_FACTORY_SPECS": str(wl.specs_dir)}
+    return {"DAG_FACTORY_SPECS": str(wl.specs_dir), "DAG_FACTORY_SPEC_CACHE": str(wl.spec_cache)}
+
+
+def warm_spec_cache(wl: Workload, split: int) -> None:
+    """What a dag-processor's re-parse finds: the spec cache an earlier parse of the same files left
+    (one entry file, and each of `split`). factory_cold measures a first parse (the cache off)."""
+    from dag_factory.layout import select
+    from dag_factory.specs.cache import SpecCache
+    from dag_factory.specs.loader import discover, load_specs
+
+    for shard in (None, *((i, split) for i in range(1, split + 1) if split > 1)):
+        paths = [wl.specs_dir] if shard is None else select(discover([wl.specs_dir]), shard)
+        cache = SpecCache.open(wl.specs_dir, shard, folder=wl.spec_cache)
+        load_specs(paths, check_imports=False, cache=cache)
 
 
 def split_entry_files(wl: Workload, count: int) -> list[Path]:
@@ -1363,6 +1400,9 @@ def goal_ratios(rows: list[dict], runs: list[dict] = ()) -> dict[str, Any]:
                        for key in ("gc_cpu_import_s", "gc_cpu_serialize_s", "gc_full_collections_import",
                                    "gc_full_collections_serialize")}
                    for v in ("floor", "factory", "factory_gc_off", "factory_gc_pause") if at.get(v)},
+        "cold_x_floor": {key: paired("factory_cold", "floor", key)
+                         for key in ("import_s", "import_serialize_s", "import_cpu_s", "import_serialize_cpu_s")},
+        "factory_x_cold": {key: paired("factory", "factory_cold", key) for key in ("import_s", "import_cpu_s")},
         "gc_off_x_floor": {key: paired("factory_gc_off", "floor", key)
                            for key in ("import_s", "import_serialize_s", "import_cpu_s", "import_serialize_cpu_s")},
         "nogc_freeze_x_floor": {key: paired("factory_nogc_freeze", "floor", key)
@@ -1435,6 +1475,13 @@ def render_ratios(g: dict[str, Any]) -> str:
                      f"(CPU {x(gcx.get('import_serialize_cpu_s'))}), peak RSS after import "
                      f"{x(gcx.get('rss_import_mb'))}, at the end {x(gcx.get('rss_mb'))}; factory_gc_off / floor: "
                      f"import {x(off.get('import_s'))}, import + serialize {x(off.get('import_serialize_s'))}")
+    cold = g.get("cold_x_floor") or {}
+    if cold.get("import_s") is not None:
+        warm = g.get("factory_x_cold") or {}
+        lines.append(f"- a first parse, no spec cache (factory_cold / floor, paired): import {x(cold['import_s'])} "
+                     f"(CPU {x(cold.get('import_cpu_s'))}), import + serialize {x(cold.get('import_serialize_s'))} "
+                     f"(CPU {x(cold.get('import_serialize_cpu_s'))}); factory / factory_cold: import "
+                     f"{x(warm.get('import_s'))} (CPU {x(warm.get('import_cpu_s'))})")
     if g.get("gc_cpu"):
         lines.append("- CPU s inside the cyclic GC (median; full collections) during import / serialize: " + ", ".join(
             f"{v} {_fmt(c['gc_cpu_import_s'], '.2f')} ({_fmt(c['gc_full_collections_import'], '.0f')}) / "
@@ -1452,7 +1499,7 @@ def render_ratios(g: dict[str, Any]) -> str:
                      f"import + serialize {x(freeze.get('import_serialize_cpu_s'))}")
     before = g.get("factory_x_before") or {}
     if before.get("import_s") is not None:
-        lines.append(f"- factory / factory_before (the builders with `>>`, as before issue 15), paired: import "
+        lines.append(f"- factory / factory_before (the factory as before issue 15), paired: import "
                      f"{x(before['import_s'])} (CPU {x(before.get('import_cpu_s'))}), serialize "
                      f"{x(before.get('serialize_s'))} (CPU {x(before.get('serialize_cpu_s'))}), import + serialize "
                      f"{x(before.get('import_serialize_s'))} (CPU {x(before.get('import_serialize_cpu_s'))})")
@@ -1669,6 +1716,7 @@ def main(argv: list[str] | None = None) -> int:
         def workload(n: int) -> Workload:
             t0 = time.perf_counter()
             wl = workloads[n] = generate_workload(tmp / f"n{n}", n, specs_dir=Path(args.specs).resolve())
+            warm_spec_cache(wl, args.split)
             print(f"\nN={n}: {len(wl.expected)} DAGs, {sum(wl.expected.values())} tasks "
                   f"(generated in {time.perf_counter() - t0:.1f} s; live snapshot "
                   f"{wl.live_file.stat().st_size / 1024:.0f} KiB)", flush=True)

@@ -61,10 +61,13 @@ MODELS_PER_FILE = Setting("MODELS_PER_FILE", "400", "models per entry file for `
 PARSE_GC = Setting("PARSE_GC", "pause-freeze", "Python's cyclic GC while an entry file builds its DAGs: pause-freeze "
                    "(paused during the build, restored after it; in the dag-processor's parse child only, the built "
                    "DAGs are then gc.freeze()d), pause (no freeze) or off")
+SPEC_CACHE = Setting("SPEC_CACHE", "auto", "where parses keep what unchanged spec files parsed to, so a re-parse "
+                     "skips their YAML: a folder of this user, auto ($XDG_CACHE_HOME/dag_factory or "
+                     "~/.cache/dag_factory) or off")
 
 ALL: tuple[Setting, ...] = (SPECS, SCHEMAS, SYNC_INTERVAL, LIVE_TTL, MISSING_LISTINGS, SYNC_PAGE_SIZE,
                             REPARSE, AIRFLOW_API_CONN, BACKEND_DEADLINE, SYNC_TIMEOUT, ALLOWED_CODE,
-                            PARSE_WARN, MODELS_PER_FILE, PARSE_GC)
+                            PARSE_WARN, MODELS_PER_FILE, PARSE_GC, SPEC_CACHE)
 
 
 def number(setting: Setting, *, minimum: float = 0.0) -> float:

@@ -26,6 +26,7 @@ os.environ.update({
     "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "DAG_FACTORY_SPEC_CACHE": str(_HOME / "spec-cache"),  # not the user's ~/.cache
     # One key for every process of the session (test, runner, migrate): Variables are encrypted.
     "AIRFLOW__CORE__FERNET_KEY": os.environ.get("AIRFLOW__CORE__FERNET_KEY") or Fernet.generate_key().decode(),
 })

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import BaseOperator, TaskGroup
@@ -21,6 +23,31 @@ from dag_factory.specs.rules import step_edges
 Node = BaseOperator | TaskGroup
 # A built-in step as (entry, exit): upstream edges go to the entry, downstream from the exit.
 Span = tuple[Node, Node]
+
+
+def _read_config_defaults() -> dict[str, Any]:
+    """What `DAG()` reads from Airflow's config for each DAG it makes (dag.py's attrs factories,
+    ~20 µs a read) unless it is passed: the same keys, so the same values and serialized DAG."""
+    from airflow.sdk.configuration import conf
+
+    return {
+        "max_active_tasks": conf.getint("core", "max_active_tasks_per_dag"),
+        "max_consecutive_failed_dag_runs": conf.getint("core", "max_consecutive_failed_dag_runs_per_dag"),
+        "disable_bundle_versioning": conf.getboolean("dag_processor", "disable_bundle_versioning"),
+    }
+
+
+_CONFIG_DEFAULTS: ContextVar[dict[str, Any] | None] = ContextVar("dag_factory_config_defaults", default=None)
+
+
+@contextmanager
+def config_read_once() -> Iterator[None]:
+    """Builds inside read those config values once, not three times per DAG (issue 15)."""
+    token = _CONFIG_DEFAULTS.set(_read_config_defaults())
+    try:
+        yield
+    finally:
+        _CONFIG_DEFAULTS.reset(token)
 
 
 def dag_kwargs(model: FleetModel, kind: DagKind, tasks: TaskDefaults) -> dict[str, Any]:
@@ -39,6 +66,7 @@ def dag_kwargs(model: FleetModel, kind: DagKind, tasks: TaskDefaults) -> dict[st
         # Registered explicitly through the entry file's globals; auto-registration would also
         # publish a DAG whose build failed half-way.
         "auto_register": False,
+        **(_CONFIG_DEFAULTS.get() or _read_config_defaults()),
     }
 
 

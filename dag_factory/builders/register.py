@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
+from dag_factory.builders.common import config_read_once
 from dag_factory.builders.gc_scope import paused_gc
 from dag_factory.builders.invalid import build_invalid_dag, invalid_dag_id
 from dag_factory.kinds import KINDS, split_dag_id
@@ -21,6 +22,7 @@ from dag_factory.live.fleet import plan_fleet, shard_snapshot, spec_name_of
 from dag_factory.live.store import sdk_read
 from dag_factory.runtime.live import remember_task_start
 from dag_factory.settings import INVALID_DAG_PREFIX, LIVE_VARIABLE
+from dag_factory.specs.cache import SpecCache
 from dag_factory.specs.errors import SpecError
 from dag_factory.specs.loader import LoadResult, discover, load_specs
 
@@ -39,25 +41,26 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
     for problem in problems:
         log.warning("dag_factory: %s", problem)
     failed: set[str] = set()
-    for model in fleet:
-        if model.spec.source in failed or not in_shard(model.spec.name, shard):
-            continue
-        built = {}
-        for kind in model.spec.kinds:
-            dag_id = model.spec.dag_id(kind, model.name)
-            if only is not None and only != dag_id:
+    with config_read_once():  # Airflow's per-DAG config defaults, read once
+        for model in fleet:
+            if model.spec.source in failed or not in_shard(model.spec.name, shard):
                 continue
-            try:
-                built[dag_id] = KINDS[kind].build(model)
-            except Exception as exc:  # noqa: BLE001 - e.g. a custom operator refusing its kwargs
-                log.exception("building %s from %s failed", dag_id, model.spec.source)
-                by_file.setdefault(model.spec.source, []).append(SpecError(
-                    model.spec.source, f"building {dag_id} failed: {type(exc).__name__}: {exc}", code="build",
-                    hint="check the custom steps' operator arguments"))
-                failed.add(model.spec.source)
-                built = {}
-                break
-        dags.update(built)
+            built = {}
+            for kind in model.spec.kinds:
+                dag_id = model.spec.dag_id(kind, model.name)
+                if only is not None and only != dag_id:
+                    continue
+                try:
+                    built[dag_id] = KINDS[kind].build(model)
+                except Exception as exc:  # noqa: BLE001 - e.g. a custom operator refusing its kwargs
+                    log.exception("building %s from %s failed", dag_id, model.spec.source)
+                    by_file.setdefault(model.spec.source, []).append(SpecError(
+                        model.spec.source, f"building {dag_id} failed: {type(exc).__name__}: {exc}", code="build",
+                        hint="check the custom steps' operator arguments"))
+                    failed.add(model.spec.source)
+                    built = {}
+                    break
+            dags.update(built)
     # One invalid-spec DAG per id: files whose ids coincide (`x.yaml` and `x.yml`, `a b.yaml` and
     # `a_b.yaml`) share it, so neither file's errors are lost.
     invalid: dict[str, tuple[list[str], list[SpecError]]] = {}
@@ -127,7 +130,9 @@ def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathL
             remember_task_start(snap)  # the task reads live values from this read, not a second one
         paths = (_files_for(wanted, folder, snap) if wanted else None) or \
             ([folder] if shard is None else select(discover([folder]), shard))
-        result = load_specs(paths, check_imports=False).relative_to(folder.parent)
+        # the dag-processor's parses re-read the same files: skip the YAML of unchanged ones
+        cache = None if wanted else SpecCache.open(folder, shard)
+        result = load_specs(paths, check_imports=False, cache=cache).relative_to(folder.parent)
         if result.errors:
             log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
                         ", ".join(result.invalid_files))

@@ -513,6 +513,7 @@ def start_stack(profile: str, home: Path, *, dags_folder: Path | str, specs_dir:
         "AIRFLOW__TRIGGERER__CAPACITY": "100",
         "AIRFLOW_HOME": str(home),
         "DAG_FACTORY_SYNC_INTERVAL": "1m",
+        "DAG_FACTORY_SPEC_CACHE": str(home / "spec-cache"),  # the dag-processor's, in the stack's home
         "AIRFLOW_CONN_MODEL_BACKEND": f"http://:{quote(backend_token, safe='')}@{backend.hostname}:{backend.port}",
         # this stack's own API, for DAG_FACTORY_REPARSE=api (the sync asks for re-parses through it)
         "AIRFLOW_CONN_AIRFLOW_API": f"http://{ADMIN_USER}:{quote(password, safe='')}@127.0.0.1:{api_port}",

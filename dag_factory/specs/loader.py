@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from dag_factory.kinds import SECTIONS
 from dag_factory.specs import rules, schema
 from dag_factory.specs.errors import SpecError, sort_errors
 from dag_factory.specs.model import ModelSpec, build_model_spec
 from dag_factory.specs.yamlio import YamlDocument, YamlProblem, read_spec_file, read_yaml
+
+if TYPE_CHECKING:
+    from dag_factory.specs.cache import SpecCache
 
 DEFAULTS_FILE = "_defaults.yaml"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -100,7 +103,7 @@ class _Collector:
         self.errors.append(SpecError(file, exc.message, exc.line, exc.column, (), exc.hint, "yaml"))
 
 
-def _read(path: Path, out: _Collector) -> YamlDocument | None:
+def _read(path: Path, out: _Collector, cache: SpecCache | None = None) -> YamlDocument | None:
     file = str(path)
     try:
         raw = read_spec_file(path)
@@ -110,11 +113,15 @@ def _read(path: Path, out: _Collector) -> YamlDocument | None:
     except YamlProblem as exc:
         out.yaml(file, exc)
         return None
-    try:
-        doc = read_yaml(raw)
-    except YamlProblem as exc:
-        out.yaml(file, exc)
-        return None
+    doc = cache.document(raw) if cache is not None else None
+    if doc is None:
+        try:
+            doc = read_yaml(raw)
+        except YamlProblem as exc:
+            out.yaml(file, exc)
+            return None
+        if cache is not None:
+            cache.remember(raw, doc)
     if not isinstance(doc.data, dict):
         found = type(doc.data).__name__ if doc.data is not None else "nothing"
         out.errors.append(SpecError(
@@ -124,11 +131,11 @@ def _read(path: Path, out: _Collector) -> YamlDocument | None:
     return doc
 
 
-def _load_defaults(path: Path, out: _Collector) -> tuple[dict | None, bool]:
+def _load_defaults(path: Path, out: _Collector, cache: SpecCache | None) -> tuple[dict | None, bool]:
     """(defaults, ok): a missing file is fine; an invalid one makes its specs invalid."""
     if not path.is_file():
         return {}, True
-    doc = _read(path, out)
+    doc = _read(path, out, cache)
     if doc is None:
         return None, False
     problems = schema.check(doc.data, schema.DEFAULTS_SCHEMA) or list(rules.check_values(doc.data))
@@ -142,11 +149,13 @@ def load_specs(
     *,
     check_imports: bool = True,
     defaults_path: str | os.PathLike | None = None,
+    cache: SpecCache | None = None,
 ) -> LoadResult:
     """Load and validate every spec under `paths`.
 
     `check_imports` imports custom steps' modules: right for CI and the CLI; the DAG entry
-    file turns it off so a parse never runs user code it does not need.
+    file turns it off so a parse never runs user code it does not need. `cache`: what unchanged
+    files parsed to (the entry file's; see dag_factory.specs.cache), saved at the end.
     """
     out = _Collector()
     defaults_cache: dict[Path, tuple[dict | None, bool]] = {}
@@ -155,13 +164,13 @@ def load_specs(
     for path in files:
         file = str(path)
         if path.name == DEFAULTS_FILE:
-            defaults_cache.setdefault(path, _load_defaults(path, out))
+            defaults_cache.setdefault(path, _load_defaults(path, out, cache))
             continue
         defaults_file = Path(defaults_path) if defaults_path else path.parent / DEFAULTS_FILE
         if defaults_file not in defaults_cache:
-            defaults_cache[defaults_file] = _load_defaults(defaults_file, out)
+            defaults_cache[defaults_file] = _load_defaults(defaults_file, out, cache)
         defaults, defaults_ok = defaults_cache[defaults_file]
-        doc = _read(path, out)
+        doc = _read(path, out, cache)
         if doc is None:
             continue
         problems = schema.check(doc.data, schema.SPEC_SCHEMA)
@@ -186,6 +195,8 @@ def load_specs(
             candidates.append((build_model_spec(merged, file), doc))
         except ValueError as exc:  # values the schema allowed but a type refused
             out.errors.append(SpecError(file, str(exc), 1, 1, (), None, "schema"))
+    if cache is not None:
+        cache.save()
     specs = _unique(candidates, out)
     errors = tuple(sort_errors(out.errors))
     invalid = tuple(sorted({e.file for e in errors}))

@@ -35,6 +35,47 @@ def plain(value: Any) -> Any:
     return value
 
 
+def _indented_json(value: Any, newline: str, out: list[str]) -> list[str]:
+    """Append the text of json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) to `out`.
+
+    json's indenting encoder is pure Python and leaves ~30 objects in reference cycles per call
+    (its nested closures); a parse runs with the cyclic GC paused (builders/gc_scope), so, one call
+    per DAG, they stayed in memory and slowed serialization down. This makes no cycles, and strings
+    and numbers go through json's C encoder. tests/specs/test_resolved.py holds the texts equal.
+    """
+    if isinstance(value, dict) and value:  # dict and list, as json: it refuses other mappings
+        inner, sep = newline + " ", "{"
+        for key, item in sorted(value.items()):
+            out += (sep, inner, _json_key(key), ": ")
+            _indented_json(item, inner, out)
+            sep = ","
+        out += (newline, "}")
+    elif isinstance(value, (list, tuple)) and value:
+        inner, sep = newline + " ", "["
+        for item in value:
+            out += (sep, inner)
+            _indented_json(item, inner, out)
+            sep = ","
+        out += (newline, "]")
+    else:
+        out.append(_encode_str(value) if isinstance(value, str) else "{}" if isinstance(value, dict)
+                   else "[]" if isinstance(value, (list, tuple)) else json.dumps(value))
+    return out
+
+
+# json's own (C) string encoder for ensure_ascii=False; numbers, booleans and None do not depend on it.
+_encode_str = json.encoder.encode_basestring
+
+
+def _json_key(key: Any) -> str:
+    """A key as json.dumps writes it: strings quoted, numbers, booleans and None as their JSON text."""
+    if isinstance(key, str):
+        return _encode_str(key)
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(json.dumps(key))
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
 def duration_text(delta: timedelta) -> str:
     """timedelta(hours=1, minutes=30) -> '1h30m' (what parse_duration reads back)."""
     seconds = int(delta.total_seconds())
@@ -56,7 +97,7 @@ def shown_path(source: str) -> str:
 def section_doc(spec: ModelSpec, kind: str) -> str:
     """The resolved `kind` section (and owner) as a collapsed JSON block for `doc_md`."""
     section = {"owner": spec.owner, kind: plain(getattr(spec, kind))}
-    text = json.dumps(section, sort_keys=True, indent=1, ensure_ascii=False)
+    text = "".join(_indented_json(section, "\n", []))
     return (f"<details><summary>Resolved spec ({kind}, defaults merged)</summary>\n\n"
             f"```json\n{text}\n```\n\n</details>")
 

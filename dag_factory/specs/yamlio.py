@@ -182,9 +182,50 @@ def read_yaml(raw: bytes) -> YamlDocument:
         raise YamlProblem(f"YAML error: {exc}") from None
     except RecursionError:
         raise YamlProblem("YAML nesting is too deep", hint="a spec is a few levels deep") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise YamlProblem(f"a value YAML cannot read: {exc}", hint="a spec holds short values") from None
     if "&" in text:  # aliases need anchors; only then can sharing blow up on expansion
         _check_expanded_size(data)
-    return YamlDocument(data, text)
+    doc = YamlDocument(data, text)
+    _check_plain(doc)
+    return doc
+
+
+_PLAIN = (str, int, float, bool, type(None))
+_TAGS = {"set": "!!set", "bytes": "!!binary", "date": "!!timestamp", "datetime": "!!timestamp",
+         "tuple": "!!omap or !!pairs"}
+MAX_DEPTH = 64  # nesting levels; deeper data made the validators recurse past Python's limit
+
+
+def _check_plain(doc: YamlDocument) -> None:
+    """Refuse data that is not JSON's: `!!set`, `!!binary`, `!!timestamp` values, keys that are not
+    text (`1:`, `on:`, `null:`) and nesting past MAX_DEPTH. The schema validator raised on some of
+    them (`Unsupported type`, out of load_specs: one file took every DAG of the entry file down);
+    non-text keys in free-form mappings (hyperparameters, kwargs) reached the task as text anyway
+    (Airflow serializes `{0: 1}` as `{"0": 1}`, `on:` as `"True"`); and the spec cache keeps JSON."""
+    stack: list[tuple[tuple[PathPart, ...], Any]] = [((), doc.data)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            line, column = doc.locate(path[:MAX_DEPTH]) or (None, None)
+            raise YamlProblem(f"values nested more than {MAX_DEPTH} levels deep", line, column,
+                              hint="a spec is a few levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    line, column = doc.locate((*path, key), key=True) or (None, None)
+                    raise YamlProblem(f"a key is not text: YAML reads it as {key!r} ({type(key).__name__})",
+                                      line, column, hint="quote the key ('1', 'on', 'null'): unquoted, YAML "
+                                                         "reads 1, yes, on, null as numbers, booleans or nothing")
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, i), item) for i, item in enumerate(value))
+        elif not isinstance(value, _PLAIN):
+            kind = type(value).__name__
+            line, column = doc.locate(path) or (None, None)
+            raise YamlProblem(f"tag {_TAGS.get(kind, kind)} is not allowed: specs hold plain data only "
+                              f"(text, numbers, booleans, lists, mappings)", line, column,
+                              hint="remove the '!!' tag" + (" and quote the date" if kind.startswith("date") else ""))
 
 
 def _check_expanded_size(data: Any) -> None:

@@ -29,6 +29,7 @@ from dag_factory.builders.register import register_dags
 from dag_factory.kinds import KINDS
 from dag_factory.runtime import streaming as streaming_runtime
 from dag_factory.settings import LIVE_VARIABLE
+from dag_factory.specs.resolved import plain
 from tests.support import ROOT
 
 if str(ROOT) not in sys.path:
@@ -64,11 +65,23 @@ def serialized(dags: dict[str, DAG]) -> dict[str, str]:
     return {dag_id: json.dumps(DagSerialization.to_dict(dag)) for dag_id, dag in sorted(dags.items())}
 
 
+def json_section_doc(spec: Any, kind: str) -> str:
+    """`section_doc` as before issue 15: json's own indenting encoder."""
+    section = {"owner": spec.owner, kind: plain(getattr(spec, kind))}
+    text = json.dumps(section, sort_keys=True, indent=1, ensure_ascii=False)
+    return (f"<details><summary>Resolved spec ({kind}, defaults merged)</summary>\n\n"
+            f"```json\n{text}\n```\n\n</details>")
+
+
 def reference_path(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """The builders as before issue 15: every builder module's `link` becomes Airflow's own `>>`
-    (the edges recorded, to prove the path was taken), the mapped task gets the runtime function."""
+    (the edges recorded, to prove the path was taken), the mapped task gets the runtime function,
+    `DAG()` reads its config defaults itself for every DAG, and the docs' JSON comes from json."""
     assert streaming_builder.process_partition is not streaming_runtime.process_partition
     monkeypatch.setattr(streaming_builder, "process_partition", streaming_runtime.process_partition)
+    monkeypatch.setattr(common, "_read_config_defaults", dict)
+    monkeypatch.setattr(common, "section_doc", json_section_doc)
+    monkeypatch.setenv("DAG_FACTORY_SPEC_CACHE", "off")  # every YAML parsed, not what the first parse cached
     edges: list[tuple[str, str]] = []
 
     def shift(up, down) -> None:
@@ -137,6 +150,18 @@ def test_example_specs_serialize_exactly_as_before(monkeypatch, specs_dir):
     monkeypatch.delenv("AIRFLOW_VAR_" + LIVE_VARIABLE.upper(), raising=False)
     mine = assert_same_as_reference(monkeypatch, specs_dir)
     assert {dag_id.rpartition("__")[2] for dag_id in mine} == {"train", "deploy", "stream"}
+
+
+def test_airflow_config_defaults_are_the_configured_ones(monkeypatch, specs_dir):
+    """The config values a build passes to every DAG are the ones `DAG()` would read itself."""
+    monkeypatch.delenv("AIRFLOW_VAR_" + LIVE_VARIABLE.upper(), raising=False)
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG", "7")
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_CONSECUTIVE_FAILED_DAG_RUNS_PER_DAG", "3")
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DISABLE_BUNDLE_VERSIONING", "True")
+    assert_same_as_reference(monkeypatch, specs_dir)
+    dags = parse(specs_dir).values()
+    assert {(d.max_active_tasks, d.max_consecutive_failed_dag_runs, d.disable_bundle_versioning)
+            for d in dags} == {(7, 3, True)}
 
 
 def test_a_generated_fleet_with_live_data_serializes_exactly_as_before(monkeypatch, fleet):

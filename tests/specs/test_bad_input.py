@@ -56,6 +56,41 @@ def test_python_tags_are_never_constructed(specs_dir, tmp_path):
     assert e.line == 2
 
 
+@pytest.mark.parametrize(("value", "tag", "where"), [
+    ("tags: !!set {a, b}", "!!set", (3, 7)),
+    ("tags: [a, !!binary aGVsbG8=]", "!!binary", (3, 11)),
+    ("description: !!timestamp 2020-01-01", "!!timestamp", (3, 14)),
+])
+def test_safe_tags_that_are_not_plain_data(specs_dir, value, tag, where):
+    """Sets, bytes and dates: the schema validator raised on them, and one such file took every
+    DAG of the entry file down."""
+    [e] = load_with(specs_dir, "tagged.yaml", f"model: tagged\nowner: me\n{value}\n")
+    assert e.code == "yaml" and f"tag {tag} is not allowed" in e.message
+    assert (e.line, e.column) == where
+
+
+# `on` and `null` are found by their parent only: the key's text is not what YAML made of it
+@pytest.mark.parametrize(("key", "read_as", "line"), [("1", "1 (int)", 5), ("on", "True (bool)", 4),
+                                                      ("null", "None (NoneType)", 4)])
+def test_keys_yaml_reads_as_other_than_text(specs_dir, key, read_as, line):
+    [e] = load_with(specs_dir, "keys.yaml", f"model: keys\nowner: me\ntraining:\n  hyperparameters:\n"
+                                            f"    {key}: 3\n")
+    assert e.message == f"a key is not text: YAML reads it as {read_as}"
+    assert "quote the key" in e.hint and e.line == line
+
+
+def test_values_the_validators_could_not_take(specs_dir):
+    """A 5,000-digit number (Python refuses to convert it) and lists nested 900 deep (the validators
+    recursed past Python's limit): each an error of its file, not of the parse."""
+    [big] = load_with(specs_dir, "big.yaml", "model: big\nowner: me\ntraining:\n  hyperparameters: {x: "
+                      + "1" * 5000 + "}\n")
+    assert big.message.startswith("a value YAML cannot read")
+    (specs_dir / "big.yaml").unlink()
+    [deep] = load_with(specs_dir, "deep.yaml", "model: deep\nowner: me\ntraining:\n  hyperparameters:\n    x: "
+                       + "[" * 900 + "]" * 900 + "\n")
+    assert deep.message == "values nested more than 64 levels deep" and deep.line == 5
+
+
 def test_alias_bomb_fails_fast_with_bounded_memory(specs_dir):
     rows = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for prev, name in zip("abcdefgh", "bcdefghi"):
