@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from dag_factory.settings import OFFSETS_VARIABLE_PREFIX
 
@@ -37,6 +37,25 @@ def parse_state(raw: str | None) -> dict[str, int]:
     if state["offset"] < -1 or state["empty_polls"] < 0:
         raise ValueError(f"offset state out of range: {state}")
     return state
+
+
+def read_state(key: str, get: Callable[[str], str | None], stored_keys: Callable[[str], Iterable[str]]) -> dict[str, int]:
+    """The partition's state from its Variable (`get`: the value or None).
+
+    Airflow reads a Variable through its secrets backends and treats a backend that raises as
+    "not there": during a metadata DB outage `Variable.get` returns the default. Taken as "never
+    started", that moved the offset back to -1 (seen in the e2e fault test). So a missing value
+    is confirmed with the DB's key listing (`stored_keys`, which raises while the DB is down); a
+    key that is listed but could not be read is an error the task retries on."""
+    raw = get(key)
+    if raw is None and key in set(stored_keys(key)):
+        raise OffsetUnreadable(f"offset Variable {key} exists but could not be read (is the metadata DB "
+                               f"reachable?); not starting the partition over")
+    return parse_state(raw)
+
+
+class OffsetUnreadable(RuntimeError):
+    """The offset is stored but could not be read: retry, never restart from -1."""
 
 
 def batch_key(model: str, partition: int, state: Mapping[str, int]) -> str:

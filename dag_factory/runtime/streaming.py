@@ -32,7 +32,7 @@ def process_partition(model: str, conn_id: str, partition: int, max_records: int
     from dag_factory.client import BackendClient  # here, not at import: see dag_factory.runtime
 
     key = offsets.variable_key(model, partition)
-    state = offsets.parse_state(Variable.get(key, default=None))
+    state = offsets.read_state(key, lambda k: Variable.get(k, default=None), lambda k: Variable.keys(prefix=k))
     idempotency_key = offsets.batch_key(model, partition, state)
     with BackendClient.from_connection(conn_id) as client:
         result = client.process_stream_batch(model, partition=partition, after_offset=state["offset"],

@@ -223,6 +223,10 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
                 dag_ids = {d["dag_id"] for d in stack.api("GET", "dags", params={"limit": 100})["dags"]}
                 assert {TRAIN, DEPLOY, STREAM, "churn_eu__train", "churn_eu__stream"} <= dag_ids, dag_ids
                 assert not any(d.startswith("dag_factory_invalid__") for d in dag_ids), dag_ids
+                # the dag-processor's parse children keep the spec cache (one file per entry file);
+                # task-run parses never write it, so every file comes from a processor's parse
+                cached = sorted((home / "spec-cache").glob("*.json"))
+                assert cached and all(json.loads(f.read_text())["entries"] for f in cached), cached
                 timings["sync+dags"] = time.monotonic() - t0
                 _say(f"{profile}: sync ok, {len(dag_ids)} DAGs in {timings['sync+dags']:.0f}s")
 

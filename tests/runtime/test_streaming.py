@@ -107,3 +107,22 @@ def test_a_broken_offset_value_fails_loudly_instead_of_starting_over(run_dag, ba
     assert result.tasks["process_partition[0]"] == "failed"
     assert counts(backend).get("0", {}).get("processed", 0) == 0
     assert "offset state is not valid JSON" in result.log
+
+
+def test_an_offset_that_exists_but_reads_as_missing_is_retried_not_restarted():
+    """Airflow's Variable.get returns the default when the metadata DB is down (its secrets
+    backend loop logs the error and goes on); that read as "never started" and moved a
+    partition's offset back to -1 in the e2e fault test. The DB's key listing decides."""
+    from dag_factory.runtime import offsets
+
+    key = f"dag_factory.offsets.{MODEL}.1"
+    with pytest.raises(offsets.OffsetUnreadable, match="exists but could not be read"):
+        offsets.read_state(key, lambda k: None, lambda k: [key])
+    assert offsets.read_state(key, lambda k: None, lambda k: [key + "0"]) == offsets.START  # partition 10's
+
+    def db_down(prefix):
+        raise ConnectionError("metadata DB down")
+
+    with pytest.raises(ConnectionError):
+        offsets.read_state(key, lambda k: None, db_down)
+    assert offsets.read_state(key, lambda k: '{"offset": 5}', db_down)["offset"] == 5  # listed only when missing
