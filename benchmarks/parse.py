@@ -701,10 +701,12 @@ def training_dag(name, shape):
 
 def deployment_dag(name, shape):
     d = shape["deployment"]
-    with DAG(schedule=[model_asset(name)], max_active_runs=1,
+    asset = model_asset(name)
+    with DAG(schedule=[asset], max_active_runs=1,
              **dag_args(name, shape, "deployment", d)) as dag:
         steps = d["steps"]
-        node = made(steps, "resolve_version", lambda: task("resolve_version"))
+        node = made(steps, "resolve_version", lambda: PythonOperator(
+            task_id="resolve_version", python_callable=noop, op_kwargs={{"model": name}}, inlets=[asset]))
         spans = {{"resolve_version": (node, node)}}
         order = ["resolve_version"]
         for target in d["targets"]:
@@ -872,7 +874,8 @@ def _dagfactory_yaml(name: str, shape: dict) -> str:
         dag["schedule"] = [uri]
         dag["max_active_runs"] = 1
         steps = d["steps"]
-        tasks = {"resolve_version": _df_replaced(steps, "resolve_version", _df_task())}
+        tasks = {"resolve_version": _df_replaced(steps, "resolve_version",
+                                                 _df_task(op_kwargs={"model": name}, inlets=[uri]))}
         spans = {"resolve_version": ("resolve_version", "resolve_version")}
         groups, order = {}, ["resolve_version"]
         for target in d["targets"]:

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from dag_factory.runtime.conf import conf_value
 from dag_factory.runtime.keys import run_key
 from dag_factory.runtime.live import live_record
+from dag_factory.runtime.training import model_asset
 from dag_factory.specs.gates import gate_failures, min_metric_gates
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,18 @@ def pick_version(param: Any, events: list[Mapping[str, Any]]) -> str | None:
     return None
 
 
-def resolve_version(model: str, dag_run: Any, triggering_asset_events: Any = None) -> str:
-    """The run conf's `version`, else the newest triggering asset event's, else the backend's
-    current version."""
+def resolve_version(model: str, dag_run: Any, triggering_asset_events: Any = None, inlet_events: Any = None) -> str:
+    """The run conf's `version`; else, in a run an Asset event started, the newest event's
+    version; else the backend's current version.
+
+    "Newest" is the model Asset's newest event when the task runs, not only the events that
+    started the run: while a deployment runs (`max_active_runs=1`) Airflow 3.3 folds the events
+    that arrive into one queue row that keeps the first event's time, and the next run consumes
+    only the events up to that time; the newer ones start no run (apache/airflow#56050).
+    """
     events = [e.extra for evs in (triggering_asset_events or {}).values() for e in evs]
+    if events and inlet_events is not None:
+        events += [e.extra for e in inlet_events[model_asset(model)].ascending(False).limit(1)]
     version = pick_version(conf_value(dag_run, "version"), events) or live_record(model).get("version")
     if not version:
         raise AirflowFailException("no version to deploy: trigger with conf {\"version\": \"v3\"}, "

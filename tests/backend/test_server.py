@@ -215,6 +215,18 @@ def test_jobs_move_through_their_states(backend: RunningBackend) -> None:
     assert seen == ["queued", "running", "succeeded"]
 
 
+def test_a_job_is_held_and_released_by_its_delay(backend: RunningBackend) -> None:
+    backend.admin("PUT", "/settings", {"job_delay": 0})
+    job = call(backend, "POST", f"{MODELS}/churn/deployments", key="hold", json={"version": "v1",
+                                                                                 "target": "staging"}).json()
+    assert backend.admin("PATCH", f"/jobs/{job['id']}", {"delay": 600})["status"] == "queued"
+    assert call(backend, "GET", f"/api/v1/deployments/{job['id']}").json()["status"] == "queued"
+    assert backend.admin("PATCH", f"/jobs/{job['id']}", {"delay": 0})["status"] == "succeeded"
+    for body, status in (({"delay": -1}, 422), ({"delay": "1"}, 422), ({}, 422)):
+        assert call(backend, "PATCH", f"/_admin/jobs/{job['id']}", json=body).status_code == status
+    assert call(backend, "PATCH", "/_admin/jobs/nope", json={"delay": 1}).status_code == 404
+
+
 def test_versions_count_per_model(backend: RunningBackend) -> None:
     def train(model: str, key: str) -> str:
         return call(backend, "POST", f"{MODELS}/{model}/training-runs", key=key, json={}).json()["model_version"]

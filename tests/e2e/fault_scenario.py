@@ -361,8 +361,8 @@ def run_fault_scenario(stack: Stack, backend: RunningBackend, say: Say, model: s
         check_sync(stack, sync_run, model, updated_at)
         figures["sync"] = time.monotonic() - t_sync
         say(f"faults: sync back to fresh {figures['sync']:.0f}s after the last fault")
-        for training_run in (down_train, run):
-            check_deployment(stack, backend, model, deploy, training_run, targets)
+        check_deployment(stack, backend, model, deploy, down_train, targets)
+        check_newest_deployed(stack, backend, model, train, deploy, run, targets)
     finally:
         ensure_postgresql()
         ensure_redis()
@@ -384,6 +384,25 @@ def check_deployment(stack: Stack, backend: RunningBackend, model: str, deploy_d
     succeed(stack, deploy_dag, found["dag_run_id"])
     order = deployment_targets(backend, model, deploy_dag, found["dag_run_id"])
     assert order == list(targets), (found["dag_run_id"], order)
+
+
+def check_newest_deployed(stack: Stack, backend: RunningBackend, model: str, train_dag: str, deploy_dag: str,
+                          training_run: str, targets: tuple[str, ...]) -> None:
+    """The last training run's version was deployed to each target once, in order: by the run its
+    event started, or by the run a newer event found unconsumed behind a running deployment
+    started (apache/airflow#56050; tests/e2e/newest_version_scenario.py)."""
+    [job] = [j for j in backend.admin("GET", "/jobs", params={"model": model, "kind": "training"})["jobs"]
+             if j["idempotency_key"] == f"{train_dag}:{training_run}:start_training"]
+    suffix = f":deploy:{targets[0]}:{job['model_version']}"
+
+    def deploy_run() -> str | None:
+        return next((j["idempotency_key"][len(deploy_dag) + 1:-len(suffix)]
+                     for j in backend.admin("GET", "/jobs", params={"model": model, "kind": "deployment"})["jobs"]
+                     if j["idempotency_key"].startswith(f"{deploy_dag}:") and j["idempotency_key"].endswith(suffix)),
+                    None)
+    found = wait(stack, deploy_run, 120, f"a {deploy_dag} run deploying {job['model_version']} of {training_run}")
+    succeed(stack, deploy_dag, found)
+    assert deployment_targets(backend, model, deploy_dag, found) == list(targets), found
 
 
 def check_sync(stack: Stack, sync_run: str, model: str, updated_at: str) -> None:

@@ -243,6 +243,10 @@ def create_app(
     async def admin_jobs(model: str | None = None, kind: str | None = None) -> Response:
         return json_response({"jobs": backend.list_jobs(model, kind)})
 
+    @app.patch("/_admin/jobs/{job_id}")
+    async def admin_job_delay(job_id: str, request: Request) -> Response:
+        return json_response(backend.set_job_delay(job_id, parse_json_body(await request.body())))
+
     @app.get("/_admin/requests")
     async def admin_requests(path: str | None = None, method: str | None = None) -> Response:
         return json_response(backend.request_log(path, method.upper() if method else None))

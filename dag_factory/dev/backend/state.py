@@ -103,6 +103,8 @@ GET         /_admin/jobs?model=&kind=             -> ``{"jobs": [{id, kind, mode
                                                   idempotency_key, model_version, target,
                                                   created_at, request}]}`` (kind: training|deployment;
                                                   request: the training POST body as received)
+PATCH       /_admin/jobs/{id}                     ``{"delay": s}``: the job's delay, counted from
+                                                  its creation (hold a job, or let it finish now)
 GET         /_admin/requests?path=&method=        -> ``{"counts": {"GET /api/v1/models": n},
                                                   "total": n, "requests": [last 200]}``
                                                   (``/api/`` requests only, exact path match)
@@ -739,6 +741,16 @@ class Backend:
             }
             for row in rows
         ]
+
+    def set_job_delay(self, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        delay = body.get("delay")
+        if not (is_number(delay) and 0 <= delay <= 3600):
+            raise ApiError(422, "delay must be a number of seconds in 0..3600")
+        with self.tx() as db:
+            if db.execute("UPDATE jobs SET delay = ? WHERE id = ?", (float(delay), job_id)).rowcount == 0:
+                raise ApiError(404, f"no job {job_id}")
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return render_job(row, time.time())
 
     # -- streams -------------------------------------------------------------
 
