@@ -137,6 +137,8 @@ def register_dags(namespace: MutableMapping[str, Any], specs_dir: str | os.PathL
             log.warning("dag_factory: %d invalid spec file(s) in %s: %s", len(result.invalid_files), folder,
                         ", ".join(result.invalid_files))
         dags = build_dags(result, snap, only=wanted, shard=shard)
+        if cache is not None:  # a full parse: what it cost, in the processor's log of this file
+            log.info("dag_factory: %d DAGs from %s (%s)", len(dags), folder, cache.summary())
         if entry_file := namespace.get("__file__"):
             for dag in dags.values():
                 dag.fileloc = str(entry_file)  # what DagBag would set; right for dag.test() users too

@@ -95,7 +95,7 @@ class SpecCache:
         self._stored = entries  # key -> the data's JSON text
         self._used: dict[str, str] = {}
         self._changed = False  # an entry added or a damaged one replaced
-        self.hits = 0
+        self.hits = self.misses = 0
 
     @classmethod
     def open(cls, specs_folder: str | os.PathLike, shard: tuple[int, int] | None = None,
@@ -136,15 +136,22 @@ class SpecCache:
             return None
         try:
             key = _key(raw)
-            if key not in self._stored:
-                return None
-            text = self._stored[key]
-            doc = YamlDocument(json.loads(text), raw.decode("utf-8"))  # fresh objects for every load
+            text = self._stored.get(key)
+            doc = None if text is None else YamlDocument(json.loads(text), raw.decode("utf-8"))  # fresh objects
         except Exception:  # noqa: BLE001 - a damaged entry: parse the YAML, and save() replaces it
+            doc = None
+        if doc is None:
+            self.misses += 1
             return None
         self._used[key] = text
         self.hits += 1
         return doc
+
+    def summary(self) -> str:
+        """For the parse's log line: how much YAML this load skipped."""
+        if self.file is None:
+            return "spec cache off"
+        return f"{self.hits} of {self.hits + self.misses} YAML files from the spec cache"
 
     def remember(self, raw: bytes, doc: YamlDocument) -> None:
         """Keep what `raw` parsed to (JSON data: read_yaml refuses anything else), unless anchors share values."""

@@ -25,6 +25,7 @@ from dag_factory.layout import entry_file_name, entry_file_text, in_shard
 from tests.e2e import versioned_scenario
 from tests.e2e.browser_scenario import run_browser_scenario
 from tests.e2e.fault_scenario import run_fault_scenario
+from tests.e2e.newest_version_scenario import run_newest_version_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "tests" / "fixtures" / "project" / "dags"  # the tests' own project (tests/support.py)
@@ -83,6 +84,12 @@ def _owner(dag_id: str) -> str:
 
 def _parsed_at(stack: Stack, dag_id: str) -> str:
     return stack.dag(dag_id)["last_parsed_time"]
+
+
+def _spec_cache_reads(home: Path) -> list[int]:
+    """Spec files each full parse read from the spec cache, from the dag-processor's file logs."""
+    return [int(m.group(1)) for log in sorted((home / "logs" / "dag_processor").rglob("*.log"))
+            for m in re.finditer(r"(\d+) of \d+ YAML files from the spec cache", log.read_text(errors="replace"))]
 
 
 def _sync_summary(stack: Stack, run_id: str) -> dict:
@@ -227,6 +234,9 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
                 # task-run parses never write it, so every file comes from a processor's parse
                 cached = sorted((home / "spec-cache").glob("*.json"))
                 assert cached and all(json.loads(f.read_text())["entries"] for f in cached), cached
+                # ... and the sync's re-parse read the unchanged specs from it (the processor's log)
+                reads = _spec_cache_reads(home)
+                assert reads and max(reads) > 0, reads
                 timings["sync+dags"] = time.monotonic() - t0
                 _say(f"{profile}: sync ok, {len(dag_ids)} DAGs in {timings['sync+dags']:.0f}s")
 
@@ -268,8 +278,10 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
                 timings["stream"] = time.monotonic() - t0
                 _say(f"{profile}: stream ok in {timings['stream']:.0f}s")
 
-                # 4. (the backend down for a while: the celery profile's fault scenario,
-                # tests/e2e/fault_scenario.py, below)
+                # 4. (sqlite) two trainings publish while a deployment runs: the newer version is
+                # deployed (tests/e2e/newest_version_scenario.py); celery: the fault scenario, below
+                if profile == "sqlite":
+                    timings.update(run_newest_version_scenario(stack, backend, _say))
 
                 # 5. kill the celery worker during the training wait, restart it
                 if profile == "celery":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -168,16 +169,21 @@ def test_a_file_in_use_is_not_removed_as_an_orphan(specs, cache_folder):
     assert cache.file.stat().st_mtime > time.time() - 60
 
 
-def test_the_entry_file_uses_it_and_a_task_run_parse_does_not(specs, cache_folder, monkeypatch):
+def test_the_entry_file_uses_it_and_a_task_run_parse_does_not(specs, cache_folder, monkeypatch, caplog):
     namespace = {"__file__": str(specs.parent / "dags" / "model_dags.py")}
     monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
+    caplog.set_level(logging.INFO, logger="dag_factory")
     first = register_dags(dict(namespace), specs)
     assert len(list(cache_folder.iterdir())) == 1
+    files = len(list(specs.glob("*.yaml")))  # _defaults.yaml too
+    assert f"{len(first)} DAGs from {specs} (0 of {files} YAML files from the spec cache)" in caplog.text
     calls = []
     monkeypatch.setattr("dag_factory.specs.loader.read_yaml",
                         lambda raw: calls.append(raw) or pytest.fail("parsed YAML on a warm cache"))
+    caplog.clear()
     again = register_dags(dict(namespace), specs)
     assert sorted(again) == sorted(first) and not calls
+    assert f"{len(first)} DAGs from {specs} ({files} of {files} YAML files from the spec cache)" in caplog.text
     monkeypatch.undo()
     monkeypatch.setenv("DAG_FACTORY_SPEC_CACHE", str(cache_folder))
     halves = [register_dags(dict(namespace), specs, shard=(i, 2)) for i in (1, 2)]
