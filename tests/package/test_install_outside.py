@@ -23,6 +23,7 @@ would take only the tracked files, so a test run before a commit would check a d
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -175,9 +176,10 @@ def test_a_team_project_outside_the_repository(tmp_path):
     # (PIP_COMPILE=0: no .pyc files at install time, a third of pip's CPU; Python writes them on import.)
     venv, elsewhere = tmp_path / "venv", tmp_path / "elsewhere"
     elsewhere.mkdir()
+    cache_home = tmp_path / "xdg-cache"  # the spec cache's default place is $XDG_CACHE_HOME/dag_factory
     env = outside_env(venv, PIP_FIND_LINKS=f"{wheel.parent} {house}", PIP_COMPILE="0",
                       GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
-                      PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"))
+                      PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), XDG_CACHE_HOME=str(cache_home))
     run([sys.executable, "-m", "venv", venv], env=env, cwd=elsewhere)
     python = venv / "bin" / "python"
     run([python, "-m", "pip", "install", "-q", "dag-factory-ml"], env=env, cwd=elsewhere)
@@ -210,6 +212,9 @@ def test_a_team_project_outside_the_repository(tmp_path):
     try:
         check_the_projects(good, broken, python, env, error)
         lap("init+validate+workflow+hooks, broken spec")
+        assert not (cache_home / "dag_factory").exists()  # the DAG integrity test leaves no spec cache
+        check_the_spec_cache(good, python, env, cache_home / "dag_factory")
+        lap("spec cache")
         passed, failed = (tries[p].wait(timeout=TIMEOUT) for p in (good, broken))
     finally:
         for process in tries.values():
@@ -220,6 +225,27 @@ def test_a_team_project_outside_the_repository(tmp_path):
     assert error in failed_out, failed_out
     lap("try-repo (rest)")
     print("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+
+
+def check_the_spec_cache(project: Path, python: Path, env: dict[str, str], folder: Path) -> None:
+    """Two full parses of dags/ as the dag-processor makes them (no parsing context), from the
+    installed wheel: the first keeps what each YAML file parsed to in the default place, a private
+    folder; the second reads every file from it, and says so in its log."""
+    parse = ("import logging; from airflow.dag_processing.dagbag import DagBag; "
+             "logging.getLogger('dag_factory').setLevel(logging.INFO); "
+             "bag = DagBag('dags'); print('dags', len(bag.dags), 'errors', len(bag.import_errors))")
+    env = {**env, "AIRFLOW_HOME": str(project.parent / "airflow-home")}
+    yaml_files = len(list((project / "specs").glob("*.yaml")))
+    first = run([python, "-c", parse], env=env, cwd=project)
+    assert re.search(r"dags [1-9]\d* errors 0", first.stdout), first.stdout
+    [cached] = folder.glob("*.json")
+    assert re.fullmatch(r"[0-9a-f]{40}\.json", cached.name) and folder.stat().st_mode & 0o077 == 0, cached
+    assert len(json.loads(cached.read_text())["entries"]) == yaml_files
+    second = run([python, "-c", parse], env=env, cwd=project)
+    assert second.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]
+    log = first.stdout + first.stderr, second.stdout + second.stderr
+    assert f"(0 of {yaml_files} YAML files from the spec cache)" in log[0], log[0][-3000:]
+    assert f"({yaml_files} of {yaml_files} YAML files from the spec cache)" in log[1], log[1][-3000:]
 
 
 def check_the_projects(good: Path, broken: Path, python: Path, env: dict[str, str], error: str) -> None:

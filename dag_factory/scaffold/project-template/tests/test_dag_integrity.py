@@ -32,6 +32,7 @@ def dagbag():
     """dags/ parsed as the dag-processor parses it, with this project's specs."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DAG_FACTORY_SPECS", str(SPECS))
+        env.setenv("DAG_FACTORY_SPEC_CACHE", "off")  # read every YAML file; leave ~/.cache alone
         from airflow.dag_processing.dagbag import DagBag
 
         return DagBag(dag_folder=str(DAGS))
