@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.python import PythonOperator
 from airflow.sdk import DAG, TaskGroup, TriggerRule
 
 from dag_factory.builders.common import Span, builtin_or_replacement, dag_kwargs, link, python_task, schedule_for, wire
@@ -24,10 +23,9 @@ def build_deployment_dag(model: FleetModel) -> DAG:
     with DAG(schedule=schedule_for(model, [asset]), max_active_runs=1,
              **dag_kwargs(model, "deployment", d.tasks)) as dag:
         spans: dict[str, Span] = {}
-        # the Asset as inlet: resolve_version reads its newest event (see deployment.resolve_version)
-        node = builtin_or_replacement(d.steps, "resolve_version", lambda: PythonOperator(
-            task_id="resolve_version", python_callable=deployment.resolve_version, op_kwargs={"model": name},
-            inlets=[asset]))
+        node = builtin_or_replacement(d.steps, "resolve_version",
+                                      lambda: python_task("resolve_version", deployment.resolve_version, model=name))
+        node.inlets = [*node.inlets, asset]  # it reads the Asset's newest event; so may a replacement
         spans["resolve_version"] = (node, node)
         for target in d.targets:
             gates = [str(g) for g in (target.gates if target.gates is not None else d.smoke_gates)]

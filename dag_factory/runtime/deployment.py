@@ -27,23 +27,25 @@ def pick_version(param: Any, events: list[Mapping[str, Any]]) -> str | None:
 
 
 def resolve_version(model: str, dag_run: Any, triggering_asset_events: Any = None, inlet_events: Any = None) -> str:
-    """The run conf's `version`; else, in a run an Asset event started, the newest event's
-    version; else the backend's current version.
-
-    "Newest" is the model Asset's newest event when the task runs, not only the events that
-    started the run: while a deployment runs (`max_active_runs=1`) Airflow 3.3 folds the events
-    that arrive into one queue row that keeps the first event's time, and the next run consumes
-    only the events up to that time; the newer ones start no run (apache/airflow#56050).
-    """
+    """The run conf's `version`; else, in a run an Asset event started, the version of the Asset's
+    newest event (Airflow 3.3 may leave a newer event than the run's own unconsumed: docs/dags.md);
+    else the backend's current version."""
     events = [e.extra for evs in (triggering_asset_events or {}).values() for e in evs]
-    if events and inlet_events is not None:
-        events += [e.extra for e in inlet_events[model_asset(model)].ascending(False).limit(1)]
+    if events:
+        events += newest_extras(inlet_events, model_asset(model))
     version = pick_version(conf_value(dag_run, "version"), events) or live_record(model).get("version")
     if not version:
         raise AirflowFailException("no version to deploy: trigger with conf {\"version\": \"v3\"}, "
                                    "or let the training DAG publish one")
     log.info("deploying version %s", version)
     return version
+
+
+def newest_extras(inlet_events: Any, asset: Any, count: int = 10) -> list[Any]:
+    """The extras of the Asset's newest events, oldest first; none when the task lacks the inlet."""
+    if inlet_events is None or asset not in inlet_events:
+        return []
+    return [e.extra for e in reversed(list(inlet_events[asset].ascending(False).limit(count)))]
 
 
 def deploy(model: str, target: str, conn_id: str, ti: Any, dag_run: Any) -> dict[str, Any]:

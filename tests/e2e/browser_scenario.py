@@ -148,6 +148,12 @@ def run_browser_scenario(stack: Stack, profile: str, say: Callable[[str], None])
         # the deployed version per target (a deployment may finish between the JSON and the page)
         assert re.search(r"staging: v\d+", churn) and re.search(r"production: v\d+", churn), churn
         assert "every 10m" in churn, churn  # the stream's last committed batch, against its interval
+        # each entry file's last parse against the dag-processor's timeout (issue 14), per bundle
+        parses = {r.get_attribute("data-file"): r.text
+                  for r in driver.find_elements(By.CSS_SELECTOR, "table#parse-headroom tbody tr")}
+        [entry] = [name for name in parses if name.endswith(":model_dags.py") and name.startswith("dags-folder")]
+        assert re.search(r"\d+ models, \d+ DAGs", parses[entry]), parses
+        assert re.search(r"\d+\.\d s of \d+ s \(\d+%\)", parses[entry]), parses
         say(f"browser: Models page ok ({len(states)} models; {table.count('INVALID') or 1} invalid spec shown)")
         _shot(driver, "ui-models.png", say)
 

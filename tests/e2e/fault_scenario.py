@@ -221,10 +221,26 @@ def append_records(backend: RunningBackend, model: str, count: int) -> None:
 # what the backend counted
 
 
+def jobs(backend: RunningBackend, model: str, kind: str) -> list[dict[str, Any]]:
+    return backend.admin("GET", "/jobs", params={"model": model, "kind": kind})["jobs"]
+
+
+def version_of(backend: RunningBackend, model: str, train_dag: str, run_id: str) -> str:
+    """The model version a training DAG run's one job produced."""
+    [job] = [j for j in jobs(backend, model, "training") if j["idempotency_key"] == f"{train_dag}:{run_id}:start_training"]
+    return job["model_version"]
+
+
+def deployed_by(backend: RunningBackend, model: str, deploy_dag: str, run_id: str) -> set[str]:
+    """The versions one deploy run asked the backend to deploy (`<dag_id>:<run_id>:deploy:<target>:<version>`)."""
+    return {j["model_version"] for j in jobs(backend, model, "deployment")
+            if j["idempotency_key"].startswith(f"{deploy_dag}:{run_id}:deploy:")}
+
+
 def training_jobs_per_run(backend: RunningBackend, model: str, train_dag: str) -> dict[str, int]:
     """Training jobs by the DAG run their idempotency key names (`<dag_id>:<run_id>:start_training`)."""
     per_run: dict[str, int] = {}
-    for job in backend.admin("GET", "/jobs", params={"model": model, "kind": "training"})["jobs"]:
+    for job in jobs(backend, model, "training"):
         key = job.get("idempotency_key") or ""
         assert key.startswith(f"{train_dag}:") and key.endswith(":start_training"), job
         run_id = key[len(train_dag) + 1:-len(":start_training")]
@@ -234,9 +250,9 @@ def training_jobs_per_run(backend: RunningBackend, model: str, train_dag: str) -
 
 def deployment_targets(backend: RunningBackend, model: str, deploy_dag: str, run_id: str) -> list[str]:
     """Targets the backend was asked to deploy to for one deploy run, in the order it saw them."""
-    jobs = [j for j in backend.admin("GET", "/jobs", params={"model": model, "kind": "deployment"})["jobs"]
-            if (j.get("idempotency_key") or "").startswith(f"{deploy_dag}:{run_id}:deploy:")]
-    return [j["target"] for j in sorted(jobs, key=lambda j: (j["created_at"], j["id"]))]
+    found = [j for j in jobs(backend, model, "deployment")
+             if (j.get("idempotency_key") or "").startswith(f"{deploy_dag}:{run_id}:deploy:")]
+    return [j["target"] for j in sorted(found, key=lambda j: (j["created_at"], j["id"]))]
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,18 +405,14 @@ def check_deployment(stack: Stack, backend: RunningBackend, model: str, deploy_d
 def check_newest_deployed(stack: Stack, backend: RunningBackend, model: str, train_dag: str, deploy_dag: str,
                           training_run: str, targets: tuple[str, ...]) -> None:
     """The last training run's version was deployed to each target once, in order: by the run its
-    event started, or by the run a newer event found unconsumed behind a running deployment
-    started (apache/airflow#56050; tests/e2e/newest_version_scenario.py)."""
-    [job] = [j for j in backend.admin("GET", "/jobs", params={"model": model, "kind": "training"})["jobs"]
-             if j["idempotency_key"] == f"{train_dag}:{training_run}:start_training"]
-    suffix = f":deploy:{targets[0]}:{job['model_version']}"
+    event started, or, when that event came while a deployment was held up, by the run an earlier
+    event started (apache/airflow#56050; tests/e2e/newest_version_scenario.py)."""
+    version = version_of(backend, model, train_dag, training_run)
 
     def deploy_run() -> str | None:
-        return next((j["idempotency_key"][len(deploy_dag) + 1:-len(suffix)]
-                     for j in backend.admin("GET", "/jobs", params={"model": model, "kind": "deployment"})["jobs"]
-                     if j["idempotency_key"].startswith(f"{deploy_dag}:") and j["idempotency_key"].endswith(suffix)),
-                    None)
-    found = wait(stack, deploy_run, 120, f"a {deploy_dag} run deploying {job['model_version']} of {training_run}")
+        return next((r["dag_run_id"] for r in stack.runs(deploy_dag)
+                     if version in deployed_by(backend, model, deploy_dag, r["dag_run_id"])), None)
+    found = wait(stack, deploy_run, 120, f"a {deploy_dag} run deploying {version} of {training_run}")
     succeed(stack, deploy_dag, found)
     assert deployment_targets(backend, model, deploy_dag, found) == list(targets), found
 

@@ -234,7 +234,7 @@ def test_stack_end_to_end(profile: str, tmp_path: Path) -> None:
                 # task-run parses never write it, so every file comes from a processor's parse
                 cached = sorted((home / "spec-cache").glob("*.json"))
                 assert cached and all(json.loads(f.read_text())["entries"] for f in cached), cached
-                # ... and the sync's re-parse read the unchanged specs from it (the processor's log)
+                # ... and a later parse (the sync's re-parse) read the unchanged specs from it (its log)
                 reads = _spec_cache_reads(home)
                 assert reads and max(reads) > 0, reads
                 timings["sync+dags"] = time.monotonic() - t0

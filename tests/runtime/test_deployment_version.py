@@ -29,8 +29,8 @@ class _Newest:
         return self
 
     def __iter__(self):
-        assert self.query == {"ascending": False, "limit": 1}, self.query
-        return iter([SimpleNamespace(extra=e) for e in reversed(self.extras)][:1])
+        assert self.query == {"ascending": False, "limit": 10}, self.query
+        return iter([SimpleNamespace(extra=e) for e in reversed(self.extras)][:10])
 
 
 class _Inlets(dict):
@@ -63,9 +63,16 @@ def test_an_asset_run_deploys_the_newest_event_not_only_the_ones_that_started_it
     assert inlets.read
 
 
-def test_a_newest_event_without_a_version_falls_back_to_the_triggering_ones() -> None:
-    inlets = _Inlets([{"version": "v3"}, {"note": "posted by hand"}])
-    assert resolve_version(MODEL, _run(), _triggering({"version": "v2"}, {"version": "v3"}), inlets) == "v3"
+def test_events_without_a_version_are_passed_over() -> None:
+    inlets = _Inlets([{"version": "v3"}, {"version": "v4"}, {"note": "posted by hand"}])
+    assert resolve_version(MODEL, _run(), _triggering({"version": "v3"}), inlets) == "v4"
+
+
+def test_without_the_inlet_the_triggering_events_decide() -> None:
+    # e.g. a spec's replacement of resolve_version that calls this one (the builder adds the inlet
+    # to it too; an accessor without the Asset must not fail the run)
+    assert resolve_version(MODEL, _run(), _triggering({"version": "v2"}, {"version": "v3"}), {}) == "v3"
+    assert resolve_version(MODEL, _run(), _triggering({"version": "v3"}), None) == "v3"
 
 
 def test_a_manual_run_does_not_read_the_asset_events() -> None:
@@ -78,3 +85,15 @@ def test_pick_version_takes_the_last_event_with_a_version() -> None:
     assert pick_version(None, [{"version": "v1"}, {"version": "v2"}, {}]) == "v2"
     assert pick_version("v7", [{"version": "v1"}]) == "v7"
     assert pick_version(None, [None, "text", {"version": ""}]) is None
+
+
+def test_resolve_version_and_a_replacement_of_it_have_the_asset_as_inlet(specs_dir) -> None:
+    from dag_factory.builders.register import build_dags
+    from dag_factory.specs import load_specs
+
+    (specs_dir / "dep.yaml").write_text(
+        "model: dep\ndeployment:\n  targets: [staging]\n  steps:\n"
+        "    - {replace: resolve_version, python: 'dag_factory.steps:require_dataset_uri'}\n")
+    dags = build_dags(load_specs([specs_dir], check_imports=False))
+    for dag_id, model in (("churn_predictor__deploy", "churn_predictor"), ("dep__deploy", "dep")):
+        assert dags[dag_id].get_task("resolve_version").inlets == [model_asset(model)], dag_id

@@ -103,8 +103,9 @@ GET         /_admin/jobs?model=&kind=             -> ``{"jobs": [{id, kind, mode
                                                   idempotency_key, model_version, target,
                                                   created_at, request}]}`` (kind: training|deployment;
                                                   request: the training POST body as received)
-PATCH       /_admin/jobs/{id}                     ``{"delay": s}``: the job's delay, counted from
-                                                  its creation (hold a job, or let it finish now)
+PATCH       /_admin/jobs/{id}                     ``{"delay": s}`` -> the job: its delay, counted
+                                                  from its creation (hold a job, or let it finish
+                                                  now; a longer one reopens a finished job)
 GET         /_admin/requests?path=&method=        -> ``{"counts": {"GET /api/v1/models": n},
                                                   "total": n, "requests": [last 200]}``
                                                   (``/api/`` requests only, exact path match)
