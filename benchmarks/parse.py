@@ -67,7 +67,7 @@ WHAT_IFS = ("floor_cheaphash", "factory_cold", "factory_gc_off", "factory_gc_pau
             "factory_nogc_freeze")
 # Variants whose product GC handling is switched off (DAG_FACTORY_PARSE_GC=off): the baseline and the
 # what-ifs that manage the GC themselves.
-PARSE_GC_OFF = ("factory_gc_off", "factory_nogc", "factory_nogc_freeze")
+PARSE_GC_OFF = ("factory_gc_off", "factory_before", "factory_nogc", "factory_nogc_freeze")
 DEFAULT_VARIANTS = tuple(v for v in VARIANTS if v not in WHAT_IFS)
 CHEAP_HASH = {"floor_cheaphash": "floor", "factory_cheaphash": "factory"}  # variant -> the variant it patches
 DEFAULT_SPLIT = 4  # factory_split: entry files (--split)
@@ -176,27 +176,19 @@ if a.before_issue15:
     # Airflow's `>>`, the mapped task with the runtime function itself as its callable, DAG() reading
     # its config for every DAG, the docs' JSON from json's indenting encoder (the parent also turns the
     # spec cache and the GC scope off).
-    import json as _json
-
     import dag_factory.builders.common as _common
     import dag_factory.builders.deployment as _deployment
     import dag_factory.builders.streaming as _streaming
     import dag_factory.runtime.streaming as _runtime_streaming
-    from dag_factory.specs.resolved import plain as _plain
+    import dag_factory.specs.resolved as _resolved
 
     def _shift(up, down):
         up >> down
 
-    def _json_section_doc(spec, kind):
-        text = _json.dumps({"owner": spec.owner, kind: _plain(getattr(spec, kind))}, sort_keys=True, indent=1,
-                           ensure_ascii=False)
-        return (f"<details><summary>Resolved spec ({kind}, defaults merged)</summary>\n\n"
-                f"```json\n{text}\n```\n\n</details>")
-
     _common.link = _deployment.link = _shift
     _streaming.process_partition = _runtime_streaming.process_partition
     _common._read_config_defaults = dict
-    _common.section_doc = _json_section_doc
+    _resolved.indented_json = lambda value: json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False)
 
 _wrap_get(sdk_variable.Variable, "airflow.sdk.Variable.get")
 if airflow.sdk.Variable is not sdk_variable.Variable:  # a different class behind airflow.sdk
@@ -981,8 +973,6 @@ def run_variant(workload: Workload, variant: str, *, python: Path | None = None,
         extra.update(_factory_env(wl))
         if variant in ("factory_cold", "factory_before"):
             extra["DAG_FACTORY_SPEC_CACHE"] = "off"
-        if variant == "factory_before":
-            extra["DAG_FACTORY_PARSE_GC"] = "off"
         if variant in PARSE_GC_OFF:
             extra["DAG_FACTORY_PARSE_GC"] = "off"
         elif variant == "factory_gc_pause":
@@ -1452,6 +1442,11 @@ def render_ratios(g: dict[str, Any]) -> str:
     def x(v: float | None) -> str:
         return "—" if v is None else f"{v:.2f}×"
 
+    def with_cpu(ratios: dict[str, Any], *keys: str) -> str:
+        """`import 0.82× (CPU 0.81×), import + serialize ...` for the ratios' `<key>_s` / `<key>_cpu_s`."""
+        return ", ".join(f"{k.replace('_', ' + ')} {x(ratios.get(f'{k}_s'))} (CPU {x(ratios.get(f'{k}_cpu_s'))})"
+                         for k in keys)
+
     n = g["models"]
     lines = [f"At N={n} (medians of this run):",
              f"- factory import / floor import: {x(g['factory_import_x_floor'])} "
@@ -1472,19 +1467,15 @@ def render_ratios(g: dict[str, Any]) -> str:
     gcx = g.get("factory_x_gc_off") or {}
     if gcx.get("import_s") is not None:
         off = g.get("gc_off_x_floor") or {}
-        lines.append(f"- factory / factory_gc_off (DAG_FACTORY_PARSE_GC=pause-freeze vs off), paired: import "
-                     f"{x(gcx['import_s'])} (CPU {x(gcx.get('import_cpu_s'))}), serialize {x(gcx.get('serialize_s'))} "
-                     f"(CPU {x(gcx.get('serialize_cpu_s'))}), import + serialize {x(gcx.get('import_serialize_s'))} "
-                     f"(CPU {x(gcx.get('import_serialize_cpu_s'))}), peak RSS after import "
+        lines.append(f"- factory / factory_gc_off (DAG_FACTORY_PARSE_GC=pause-freeze vs off), paired: "
+                     f"{with_cpu(gcx, 'import', 'serialize', 'import_serialize')}, peak RSS after import "
                      f"{x(gcx.get('rss_import_mb'))}, at the end {x(gcx.get('rss_mb'))}; factory_gc_off / floor: "
                      f"import {x(off.get('import_s'))}, import + serialize {x(off.get('import_serialize_s'))}")
     cold = g.get("cold_x_floor") or {}
     if cold.get("import_s") is not None:
         warm = g.get("factory_x_cold") or {}
-        lines.append(f"- a first parse, no spec cache (factory_cold / floor, paired): import {x(cold['import_s'])} "
-                     f"(CPU {x(cold.get('import_cpu_s'))}), import + serialize {x(cold.get('import_serialize_s'))} "
-                     f"(CPU {x(cold.get('import_serialize_cpu_s'))}); factory / factory_cold: import "
-                     f"{x(warm.get('import_s'))} (CPU {x(warm.get('import_cpu_s'))})")
+        lines.append(f"- a first parse, no spec cache (factory_cold / floor, paired): "
+                     f"{with_cpu(cold, 'import', 'import_serialize')}; factory / factory_cold: {with_cpu(warm, 'import')}")
     if g.get("gc_cpu"):
         lines.append("- CPU s inside the cyclic GC (median; full collections) during import / serialize: " + ", ".join(
             f"{v} {_fmt(c['gc_cpu_import_s'], '.2f')} ({_fmt(c['gc_full_collections_import'], '.0f')}) / "
@@ -1502,10 +1493,8 @@ def render_ratios(g: dict[str, Any]) -> str:
                      f"import + serialize {x(freeze.get('import_serialize_cpu_s'))}")
     before = g.get("factory_x_before") or {}
     if before.get("import_s") is not None:
-        lines.append(f"- factory / factory_before (the factory as before issue 15), paired: import "
-                     f"{x(before['import_s'])} (CPU {x(before.get('import_cpu_s'))}), serialize "
-                     f"{x(before.get('serialize_s'))} (CPU {x(before.get('serialize_cpu_s'))}), import + serialize "
-                     f"{x(before.get('import_serialize_s'))} (CPU {x(before.get('import_serialize_cpu_s'))})")
+        lines.append(f"- factory / factory_before (the factory as before issue 15), paired: "
+                     f"{with_cpu(before, 'import', 'serialize', 'import_serialize')}")
     if g.get("floor_cheaphash_import_x_floor_paired") is not None:
         lines.append(f"- the floor with an identity DAG.__hash__ (floor_cheaphash / floor import, paired): "
                      f"{x(g['floor_cheaphash_import_x_floor_paired'])}")

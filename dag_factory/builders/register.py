@@ -18,7 +18,7 @@ from dag_factory.builders.invalid import build_invalid_dag, invalid_dag_id
 from dag_factory.kinds import KINDS, split_dag_id
 from dag_factory.layout import Shard, check_shard, in_shard, select, specs_dir_for
 from dag_factory.live import snapshot
-from dag_factory.live.fleet import plan_fleet, shard_snapshot, spec_name_of
+from dag_factory.live.fleet import FleetModel, plan_fleet, shard_snapshot, spec_name_of
 from dag_factory.live.store import sdk_read
 from dag_factory.runtime.live import remember_task_start
 from dag_factory.settings import INVALID_DAG_PREFIX, LIVE_VARIABLE
@@ -45,21 +45,10 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
         for model in fleet:
             if model.spec.source in failed or not in_shard(model.spec.name, shard):
                 continue
-            built = {}
-            for kind in model.spec.kinds:
-                dag_id = model.spec.dag_id(kind, model.name)
-                if only is not None and only != dag_id:
-                    continue
-                try:
-                    built[dag_id] = KINDS[kind].build(model)
-                except Exception as exc:  # noqa: BLE001 - e.g. a custom operator refusing its kwargs
-                    log.exception("building %s from %s failed", dag_id, model.spec.source)
-                    by_file.setdefault(model.spec.source, []).append(SpecError(
-                        model.spec.source, f"building {dag_id} failed: {type(exc).__name__}: {exc}", code="build",
-                        hint="check the custom steps' operator arguments"))
-                    failed.add(model.spec.source)
-                    built = {}
-                    break
+            built, error = _model_dags(model, only)
+            if error is not None:
+                by_file.setdefault(model.spec.source, []).append(error)
+                failed.add(model.spec.source)
             dags.update(built)
     # One invalid-spec DAG per id: files whose ids coincide (`x.yaml` and `x.yml`, `a b.yaml` and
     # `a_b.yaml`) share it, so neither file's errors are lost.
@@ -77,6 +66,22 @@ def build_dags(result: LoadResult, snap: Mapping[str, Any] | None = None, only: 
         except Exception:  # noqa: BLE001 - one file's report must not take every other DAG down
             log.exception("dag_factory: could not build the invalid-spec DAG %s for %s", dag_id, files)
     return dags
+
+
+def _model_dags(model: FleetModel, only: str | None) -> tuple[dict[str, Any], SpecError | None]:
+    """The model's DAGs (or just `only`): all of them, or none and why (one failed to build)."""
+    built = {}
+    for kind in model.spec.kinds:
+        dag_id = model.spec.dag_id(kind, model.name)
+        if only is not None and only != dag_id:
+            continue
+        try:
+            built[dag_id] = KINDS[kind].build(model)
+        except Exception as exc:  # noqa: BLE001 - e.g. a custom operator refusing its kwargs
+            log.exception("building %s from %s failed", dag_id, model.spec.source)
+            return {}, SpecError(model.spec.source, f"building {dag_id} failed: {type(exc).__name__}: {exc}",
+                                 code="build", hint="check the custom steps' operator arguments")
+    return built, None
 
 
 def _only_model(snap: Mapping[str, Any] | None, only: str | None) -> Mapping[str, Any] | None:

@@ -35,14 +35,19 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _indented_json(value: Any, newline: str, out: list[str]) -> list[str]:
-    """Append the text of json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) to `out`.
+def indented_json(value: Any) -> str:
+    """json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False), without json's garbage.
 
     json's indenting encoder is pure Python and leaves ~30 objects in reference cycles per call
     (its nested closures); a parse runs with the cyclic GC paused (builders/gc_scope), so, one call
     per DAG, they stayed in memory and slowed serialization down. This makes no cycles, and strings
     and numbers go through json's C encoder. tests/specs/test_resolved.py holds the texts equal.
     """
+    return "".join(_indented_json(value, "\n", []))
+
+
+def _indented_json(value: Any, newline: str, out: list[str]) -> list[str]:
+    """Append the text of `value` (as indented_json writes it) to `out`."""
     if isinstance(value, dict) and value:  # dict and list, as json: it refuses other mappings
         inner, sep = newline + " ", "{"
         for key, item in sorted(value.items()):
@@ -97,7 +102,7 @@ def shown_path(source: str) -> str:
 def section_doc(spec: ModelSpec, kind: str) -> str:
     """The resolved `kind` section (and owner) as a collapsed JSON block for `doc_md`."""
     section = {"owner": spec.owner, kind: plain(getattr(spec, kind))}
-    text = "".join(_indented_json(section, "\n", []))
+    text = indented_json(section)
     return (f"<details><summary>Resolved spec ({kind}, defaults merged)</summary>\n\n"
             f"```json\n{text}\n```\n\n</details>")
 

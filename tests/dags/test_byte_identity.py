@@ -29,7 +29,7 @@ from dag_factory.builders.register import register_dags
 from dag_factory.kinds import KINDS
 from dag_factory.runtime import streaming as streaming_runtime
 from dag_factory.settings import LIVE_VARIABLE
-from dag_factory.specs.resolved import plain
+from dag_factory.specs import resolved
 from tests.support import ROOT
 
 if str(ROOT) not in sys.path:
@@ -65,14 +65,6 @@ def serialized(dags: dict[str, DAG]) -> dict[str, str]:
     return {dag_id: json.dumps(DagSerialization.to_dict(dag)) for dag_id, dag in sorted(dags.items())}
 
 
-def json_section_doc(spec: Any, kind: str) -> str:
-    """`section_doc` as before issue 15: json's own indenting encoder."""
-    section = {"owner": spec.owner, kind: plain(getattr(spec, kind))}
-    text = json.dumps(section, sort_keys=True, indent=1, ensure_ascii=False)
-    return (f"<details><summary>Resolved spec ({kind}, defaults merged)</summary>\n\n"
-            f"```json\n{text}\n```\n\n</details>")
-
-
 def reference_path(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """The builders as before issue 15: every builder module's `link` becomes Airflow's own `>>`
     (the edges recorded, to prove the path was taken), the mapped task gets the runtime function,
@@ -80,7 +72,8 @@ def reference_path(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     assert streaming_builder.process_partition is not streaming_runtime.process_partition
     monkeypatch.setattr(streaming_builder, "process_partition", streaming_runtime.process_partition)
     monkeypatch.setattr(common, "_read_config_defaults", dict)
-    monkeypatch.setattr(common, "section_doc", json_section_doc)
+    monkeypatch.setattr(resolved, "indented_json",
+                        lambda value: json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False))
     monkeypatch.setenv("DAG_FACTORY_SPEC_CACHE", "off")  # every YAML parsed, not what the first parse cached
     edges: list[tuple[str, str]] = []
 

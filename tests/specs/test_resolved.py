@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dag_factory.specs import load_specs
-from dag_factory.specs.resolved import _indented_json, plain, section_doc
+from dag_factory.specs.resolved import indented_json, plain, section_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def reference(value: object) -> str:
     {"nested": {"deeper": {"deepest": {"list": [{"a": 1}, {"b": [True, False, None]}]}}}},
 ])
 def test_the_same_text_as_json(value: object) -> None:
-    assert "".join(_indented_json(value, "\n", [])) == reference(value)
+    assert indented_json(value) == reference(value)
 
 
 def test_every_example_specs_docs_are_unchanged() -> None:
@@ -43,9 +43,9 @@ def test_every_example_specs_docs_are_unchanged() -> None:
 
 def test_what_json_refuses_is_refused() -> None:
     with pytest.raises(TypeError):
-        _indented_json({"when": object()}, "\n", [])
+        indented_json({"when": object()})
     with pytest.raises(TypeError):
-        _indented_json({("tuple", "key"): 1}, "\n", [])
+        indented_json({("tuple", "key"): 1})
 
 
 def test_no_garbage_cycles() -> None:
